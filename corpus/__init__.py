@@ -1,0 +1,3 @@
+"""sagecorpus corpus building: ingest, extract, curate, run (see DESIGN.md)."""
+
+__version__ = "0.1.0"

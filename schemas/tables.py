@@ -1,0 +1,189 @@
+"""One definition per table: every reader and writer in sagecorpus uses these.
+
+A table is an Arrow schema with a name, a version and a key. Text columns are ``large_string`` so
+that a row group of long papers never overflows 32-bit offsets. The version is bumped whenever a
+column is added, removed or changes type; readers refuse a file of another version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+S = pa.large_string()
+
+
+@dataclass(frozen=True)
+class Table:
+    """A typed dataset: Arrow schema plus name, version, key columns and a row-group size."""
+
+    name: str
+    version: int
+    schema: pa.Schema
+    key: tuple[str, ...]
+    description: str
+    row_group_size: int = 10_000
+    docs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return self.schema.names
+
+    def __repr__(self) -> str:  # short: tables show up in error messages
+        return f"Table({self.name} v{self.version})"
+
+
+def _table(name, version, description, key, cols, row_group_size=10_000) -> Table:
+    """Build a Table from (name, type, nullable, doc) tuples."""
+    fields = [pa.field(c, t, nullable=n) for c, t, n, _ in cols]
+    docs = {c: d for c, _, _, d in cols}
+    return Table(name, version, pa.schema(fields), tuple(key), description, row_group_size, docs)
+
+
+PAPER = _table(
+    "paper", 1, "One row per paper at its latest version: metadata plus where its files are.",
+    ["paper_id"],
+    [
+        ("paper_id", S, False, "arXiv id (new '0704.0001' or old 'astro-ph/0701001' form), or 'sha256:<hex>' of the file when no metadata matched"),
+        ("version", S, True, "latest arXiv version, e.g. 'v2'"),
+        ("title", S, True, "title"),
+        ("authors", S, True, "authors as one string, as arXiv gives them"),
+        ("first_author", S, True, "surname of the first author"),
+        ("abstract", S, True, "abstract"),
+        ("categories", pa.list_(S), False, "arXiv categories, primary first (cross-lists included)"),
+        ("license", S, True, "licence URL as arXiv records it"),
+        ("doi", S, True, "DOI"),
+        ("journal_ref", S, True, "journal reference"),
+        ("submitted", pa.date32(), True, "date of the first version"),
+        ("updated", pa.date32(), True, "date of the latest version"),
+        ("versions", pa.list_(S), False, "all versions, e.g. ['v1', 'v2']"),
+        ("has_metadata", pa.bool_(), False, "false when the paper came from a file with no metadata row"),
+        ("source_path", S, True, "path or URL of the LaTeX source (bundle, .tex or folder)"),
+        ("source_kind", S, True, "what the source was, by magic bytes: tar, gzip_tex, tex, folder, pdf, postscript, html, withdrawn, unknown"),
+        ("source_sha256", S, True, "sha256 of the source file"),
+        ("pdf_path", S, True, "path or URL of the PDF"),
+        ("pdf_sha256", S, True, "sha256 of the PDF"),
+        ("flags", pa.list_(S), False, "notes such as 'no_metadata', 'title_from_pdf'"),
+    ],
+)
+
+PAGE = pa.struct(
+    [
+        pa.field("page", pa.int32(), nullable=False),
+        pa.field("extractor", S, nullable=False),
+        pa.field("start", pa.int64(), nullable=False),
+        pa.field("end", pa.int64(), nullable=False),
+        pa.field("chars", pa.int32(), nullable=False),
+        pa.field("garbled", pa.float64(), nullable=True),
+        pa.field("reason", S, nullable=True),
+        pa.field("flags", pa.list_(S), nullable=False),
+    ]
+)
+
+DOCUMENT = _table(
+    "document", 1, "One row per paper: its extracted text with per-page provenance.",
+    ["paper_id"],
+    [
+        ("paper_id", S, False, "the paper"),
+        ("text", S, True, "extracted text (Markdown headings, LaTeX math); null when extraction failed"),
+        ("extractor", S, False, "latex, pdf, nougat, mixed (pages from several extractors) or none"),
+        ("reason", S, False, "why this extractor was used (or why none could be)"),
+        ("n_pages", pa.int32(), False, "pages in the PDF (0 for LaTeX-only)"),
+        ("n_chars", pa.int64(), False, "characters of text"),
+        ("pages", pa.list_(PAGE), False, "per page: page number (1-based), extractor, [start, end) offsets into text, characters, garbled score, reason, flags"),
+        ("input_sha256", S, True, "sha256 of the file the text came from"),
+    ],
+    row_group_size=256,
+)
+
+DECISION = _table(
+    "decision", 1, "What a stage did with each item, and why: nothing is dropped without a row here.",
+    ["stage", "item_id"],
+    [
+        ("stage", S, False, "the stage, e.g. 'ingest', 'extract', 'dedup'"),
+        ("item_id", S, False, "the paper, page, chunk or pair concerned (or 'file:line' for unparseable input)"),
+        ("action", S, False, "kept, dropped, changed or failed"),
+        ("reason", S, False, "short machine-readable reason"),
+        ("score", pa.float64(), True, "the stage's score, where it has one"),
+        ("cluster_id", S, True, "dedup: the cluster the item belongs to"),
+        ("kept_id", S, True, "dedup: the item kept for the cluster"),
+        ("detail", S, False, "small JSON object with stage-specific evidence"),
+    ],
+)
+
+CHUNK = _table(
+    "chunk", 1, "A window of a document's text for Q&A generation.",
+    ["chunk_id"],
+    [
+        ("chunk_id", S, False, "'<paper_id>#<index>'"),
+        ("paper_id", S, False, "the paper"),
+        ("index", pa.int32(), False, "position of the chunk within the paper"),
+        ("start", pa.int64(), False, "character offset into the document text"),
+        ("end", pa.int64(), False, "end offset (exclusive)"),
+        ("text", S, False, "the chunk's text"),
+    ],
+)
+
+QA_PAIR = _table(
+    "qa_pair", 1, "A question-answer pair generated from one chunk.",
+    ["pair_id"],
+    [
+        ("pair_id", S, False, "'<chunk_id>/<n>'"),
+        ("chunk_id", S, False, "the chunk it came from"),
+        ("paper_id", S, False, "the paper"),
+        ("question", S, True, "question (null when the reply could not be parsed)"),
+        ("answer", S, True, "answer"),
+        ("model", S, False, "generator model id"),
+        ("prompt_sha256", S, False, "sha256 of the full prompt sent"),
+        ("raw", S, False, "the raw reply, kept for replay and audit"),
+        ("error", S, True, "why the reply gave no pair"),
+    ],
+)
+
+GRADE = _table(
+    "grade", 1, "A grade of one Q&A pair by a grader model (1-5 per criterion).",
+    ["pair_id", "model"],
+    [
+        ("pair_id", S, False, "the pair graded"),
+        ("model", S, False, "grader model id"),
+        ("correctness", pa.int8(), True, "1-5"),
+        ("standalone", pa.int8(), True, "1-5"),
+        ("pertinence", pa.int8(), True, "1-5"),
+        ("overall", pa.int8(), True, "1-5"),
+        ("raw", S, False, "the raw reply"),
+        ("error", S, True, "why the reply could not be parsed"),
+    ],
+)
+
+MESSAGE = pa.struct([pa.field("role", S, nullable=False), pa.field("content", S, nullable=False)])
+
+SFT_EXAMPLE = _table(
+    "sft_example", 1, "A chat example for supervised fine-tuning.",
+    ["example_id"],
+    [
+        ("example_id", S, False, "unique id"),
+        ("pair_id", S, True, "the Q&A pair it came from, if any"),
+        ("messages", pa.list_(MESSAGE), False, "chat messages"),
+    ],
+)
+
+EVAL_RESULT = _table(
+    "eval_result", 1, "One benchmark question answered by one model.",
+    ["model", "benchmark", "question_id", "method"],
+    [
+        ("model", S, False, "model id or path"),
+        ("benchmark", S, False, "benchmark name"),
+        ("question_id", S, False, "question id"),
+        ("method", S, False, "'logprob' (next-token option letters) or 'generate' (answer extracted from a reply)"),
+        ("predicted", S, True, "A-D, null when none could be extracted"),
+        ("answer", S, True, "gold answer, when known"),
+        ("correct", pa.bool_(), True, "null when there is no gold answer"),
+        ("option_scores", pa.list_(pa.float64()), True, "per-option log-probabilities (logprob method)"),
+        ("raw", S, True, "the raw reply (generate method)"),
+    ],
+)
+
+ALL_TABLES: dict[str, Table] = {
+    t.name: t for t in (PAPER, DOCUMENT, DECISION, CHUNK, QA_PAIR, GRADE, SFT_EXAMPLE, EVAL_RESULT)
+}

@@ -1,0 +1,1 @@
+"""Continued pretraining, SFT, model merging and benchmark evaluation (see DESIGN.md)."""
