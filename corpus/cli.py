@@ -1,0 +1,214 @@
+"""The ``sagecorpus`` command line: the same stages as the Python API, one verb each.
+
+Stage verbs are generated from the stages' typed configs: every config field is an option with its
+description as help, so Python, YAML recipes and the command line share one definition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from corpus.run.executor import ExecutorConfig
+from corpus.run.recipe import ChangedInputs, Recipe, Step, load_recipe, rebuild, run_recipe
+from corpus.run.secrets import install_log_redaction
+from corpus.run.stage import Stage, absolutize, get_stage
+
+# verb -> stage name, for the stage verbs; nested groups (e.g. curate clean) use "group step".
+STAGE_VERBS: dict[str, str] = {}
+
+# verb -> (help, add_arguments, handler) for verbs that are not one stage (e.g. `text`).
+EXTRA_VERBS: dict[str, tuple[str, Callable, Callable]] = {}
+
+
+def _field_type(annotation):
+    """(python type, choices, is_list) for a config field's annotation."""
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _field_type(args[0])
+    if origin is typing.Literal:
+        return type(args[0]), list(typing.get_args(annotation)), False
+    if origin in (list, tuple):
+        inner, _, _ = _field_type(args[0]) if args else (str, None, False)
+        return inner, None, True
+    if origin is dict or annotation is dict:
+        return json.loads, None, False
+    if annotation in (int, float, str, bool):
+        return annotation, None, False
+    return str, None, False
+
+
+def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel], prefix: str = "") -> None:
+    """One ``--option`` per field of a pydantic model, with the field's description as help."""
+    for name, field in model.model_fields.items():
+        flag = "--" + (prefix + name).replace("_", "-")
+        typ, choices, is_list = _field_type(field.annotation)
+        default = field.get_default(call_default_factory=True)
+        help_text = f"{field.description or ''} (default: {default!r})"
+        dest = prefix + name
+        if typ is bool:
+            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(
+                flag, dest=dest, type=typ, choices=choices, nargs="+" if is_list else None, default=None,
+                help=help_text, metavar=name.upper() if choices is None else None,
+            )
+
+
+def model_values(args: argparse.Namespace, model: type[BaseModel], prefix: str = "") -> dict:
+    return {n: getattr(args, prefix + n) for n in model.model_fields if getattr(args, prefix + n, None) is not None}
+
+
+def add_executor_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where it runs")
+    for name in ("kind", "workers", "tasks", "cpus_per_task", "mem_per_cpu_gb", "partition", "time", "env_command"):
+        field = ExecutorConfig.model_fields[name]
+        typ, choices, _ = _field_type(field.annotation)
+        flag = "--executor" if name == "kind" else "--" + name.replace("_", "-")
+        group.add_argument(flag, dest=f"exec_{name}", type=typ, choices=choices, default=None,
+                           help=f"{field.description} (default: {field.default!r})")
+
+
+def executor_from(args: argparse.Namespace, base: dict | None = None) -> ExecutorConfig:
+    values = dict(base or {})
+    values.update({n: getattr(args, f"exec_{n}") for n in ExecutorConfig.model_fields
+                   if getattr(args, f"exec_{n}", None) is not None})
+    values["quiet"] = args.quiet
+    return ExecutorConfig(**values)
+
+
+def _stage_parser(sub, verb: str, stage_cls: type[Stage]) -> None:
+    p = sub.add_parser(verb, help=stage_cls.description, description=stage_cls.description)
+    p.add_argument("--out", required=True, help="output folder of the run (manifest.json goes there)")
+    p.add_argument("--config", help="YAML file with the stage's config (options given here override it)")
+    add_model_options(p, stage_cls.config_class)
+    add_executor_options(p)
+    p.set_defaults(handler=lambda a, cls=stage_cls: _run_stage_verb(a, cls))
+
+
+def _run_stage_verb(args: argparse.Namespace, stage_cls: type[Stage]) -> int:
+    import yaml
+
+    values = {}
+    if args.config:
+        values.update(yaml.safe_load(Path(args.config).read_text()) or {})
+    values.update(model_values(args, stage_cls.config_class))
+    config = absolutize(stage_cls.config_class(**values))
+    recipe = Recipe(steps=[Step(stage=stage_cls.name, config=config.model_dump(mode="json"))], executor=executor_from(args))
+    return _report(run_recipe(recipe, args.out, argv=sys.argv[1:]), args)
+
+
+def _report(manifest, args) -> int:
+    if manifest is None:
+        print("submitted to slurm; the manifest is written by the last job", file=sys.stderr)
+        return 0
+    if not args.quiet:
+        for e in manifest.outputs:
+            print(f"{e.path}\t{e.rows if e.rows is not None else '-'} rows\tsha256 {e.sha256[:16]}")
+        print(f"manifest: {Path(args.out) / 'manifest.json'}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    recipe = load_recipe(args.recipe)
+    recipe.executor = executor_from(args, recipe.executor.model_dump())
+    return _report(run_recipe(recipe, args.out, argv=sys.argv[1:]), args)
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from corpus.run.manifest import Manifest
+
+    original = Manifest.load(args.manifest)
+    executor = executor_from(args, {**original.executor, "kind": "local"})
+    try:
+        manifest, diffs = rebuild(args.manifest, args.out, args.allow_changed_inputs, executor)
+    except ChangedInputs as e:
+        print(f"sagecorpus rebuild: refused: {e}", file=sys.stderr)
+        return 1
+    for line in diffs:
+        print(line, file=sys.stderr)
+    if diffs:
+        print(f"sagecorpus rebuild: {len(diffs)} output(s) differ from {args.manifest}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(f"rebuilt {len(manifest.outputs)} output(s) into {args.out}: identical bytes")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from corpus.run.manifest import verify
+
+    problems = verify(args.manifest, args.dir)
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"sagecorpus verify: {len(problems)} difference(s)", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print("verify: every input and output matches the manifest")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sagecorpus", description="Build a specialist corpus (and model) from a field's preprints.",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars; warnings and errors only")
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    for verb, stage_name in STAGE_VERBS.items():
+        _stage_parser(sub, verb, get_stage(stage_name))
+    for verb, (help_text, add_args, handler) in EXTRA_VERBS.items():
+        p = sub.add_parser(verb, help=help_text, description=help_text)
+        add_args(p)
+        p.set_defaults(handler=handler)
+
+    p = sub.add_parser("run", help="run a whole recipe file (YAML): its steps in order, into one folder")
+    p.add_argument("recipe", help="recipe file (YAML or JSON) with `steps` and optional `executor`")
+    p.add_argument("--out", required=True, help="output folder")
+    add_executor_options(p)
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("rebuild", help="replay a run from its manifest alone and check the bytes match")
+    p.add_argument("manifest", help="manifest.json of the run")
+    p.add_argument("--out", required=True, help="folder to rebuild into (not the original's)")
+    p.add_argument("--allow-changed-inputs", action="store_true", help="rebuild even if inputs changed")
+    add_executor_options(p)
+    p.set_defaults(handler=cmd_rebuild)
+
+    p = sub.add_parser("verify", help="recompute hashes; name every input or output that differs")
+    p.add_argument("manifest", help="manifest.json of the run")
+    p.add_argument("dir", nargs="?", help="folder holding the outputs (default: the manifest's folder)")
+    p.set_defaults(handler=cmd_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    install_log_redaction()
+    import corpus.stages  # noqa: F401  (registers the built-in stages and their verbs)
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("sagecorpus: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as e:  # one line for the user; --traceback for the rest
+        if args.traceback:
+            raise
+        print(f"sagecorpus {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

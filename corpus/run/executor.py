@@ -1,0 +1,350 @@
+"""Where a stage runs: in this process, a local pool, Ray or Slurm, through datatrove's executors.
+
+A stage's work items are split into ``tasks`` contiguous shards (a number fixed by the config, never
+by the worker count). Each task runs the stage on its shard and writes one part file per output,
+``_work/<step>/parts/<output>/<rank>.parquet``; datatrove marks finished tasks, so a rerun after a
+crash skips them. The merge concatenates the parts in rank order into the final files with fixed
+row groups: the same inputs and config give the same bytes whatever ``workers`` is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from datatrove.pipeline.base import PipelineStep
+from pydantic import BaseModel, ConfigDict, Field
+
+from corpus.run.progress import progress
+from corpus.run.stage import Stage
+from schemas import TableWriter, iter_batches
+
+
+class ExecutorConfig(BaseModel):
+    """Where and how wide to run. Changing it never changes what a stage writes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["local", "ray", "slurm"] = Field("local", description="local (this machine), ray or slurm")
+    workers: int = Field(1, ge=1, description="tasks run at the same time (local: processes)")
+    tasks: int = Field(8, ge=1, description="shards each stage's work is split into; fixed so outputs do not depend on workers")
+    cpus_per_task: int = Field(1, ge=1, description="ray/slurm: CPUs per task")
+    mem_per_cpu_gb: float = Field(2.0, gt=0, description="ray/slurm: memory per CPU in GB")
+    partition: str | None = Field(None, description="slurm: partition")
+    time: str = Field("24:00:00", description="slurm: time limit per job")
+    sbatch_args: dict[str, str] = Field(default_factory=dict, description="slurm: extra sbatch arguments")
+    env_command: str | None = Field(None, description="slurm: command run before each job (e.g. activating an environment)")
+    quiet: bool = Field(False, description="no progress bars, warnings only")
+
+
+@contextmanager
+def watch_completions(folder: Path, tasks: int, desc: str, quiet: bool):
+    """A progress bar over finished tasks (counted from datatrove's completion markers)."""
+    bar = progress(total=tasks, desc=f"{desc} (tasks)", unit="task", disable=quiet)
+    stop = threading.Event()
+
+    def poll():
+        while not stop.wait(0.5):
+            done = len(list(folder.glob("*"))) if folder.is_dir() else 0
+            bar.update(done - bar.n)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        bar.close()
+
+
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Contiguous [lo, hi) of ``n`` items for ``rank`` of ``world_size`` (sizes differ by at most one)."""
+    per, extra = divmod(n, world_size)
+    lo = rank * per + min(rank, extra)
+    return lo, lo + per + (1 if rank < extra else 0)
+
+
+def _safe(output: str) -> str:
+    return output.replace("/", "__")
+
+
+def config_hash(stage: Stage) -> str:
+    blob = json.dumps({"stage": stage.name, "config": stage.config_dict()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class StepDirs:
+    """The work folder of one step of a run: logs, completion markers, part files, done marker."""
+
+    def __init__(self, out_dir: Path, index: int, stage: Stage):
+        self.root = Path(out_dir) / "_work" / f"{index:02d}-{stage.name}"
+        self.logs = self.root / "logs"
+        self.parts = self.root / "parts"
+        self.done = self.root / "done.json"
+        self.config = self.root / "config.sha256"
+
+    def part(self, output: str, rank: int) -> Path:
+        return self.parts / _safe(output) / f"{rank:05d}.parquet"
+
+    def stats(self, rank: int) -> Path:
+        return self.parts / "_stats" / f"{rank:05d}.json"
+
+    def prepare(self, stage: Stage) -> None:
+        """Keep finished work only if it was made with the same config; else start the step afresh."""
+        digest = config_hash(stage)
+        if self.config.exists() and self.config.read_text() != digest:
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(digest)
+
+
+class ShardStep(PipelineStep):
+    """A datatrove pipeline step that runs one shard of a stage and writes its part files."""
+
+    name = "sagecorpus shard"
+    type = "sagecorpus"
+
+    def __init__(self, stage: Stage, dirs: StepDirs, quiet: bool = False):
+        super().__init__()
+        self.stage = stage
+        self.dirs = dirs
+        self.quiet = quiet
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        run_shard(self.stage, self.dirs, rank, world_size, self.quiet, self.stat_update)
+        yield from ()
+
+
+def run_shard(
+    stage: Stage, dirs: StepDirs, rank: int, world_size: int, quiet: bool = False,
+    stat_update: Callable | None = None,
+) -> Counter:
+    """Run the stage on shard ``rank`` of ``world_size``; write its parts and counters atomically."""
+    items = stage.plan()
+    lo, hi = shard_bounds(len(items), rank, world_size)
+    outputs = stage.outputs()
+    writers = {o: TableWriter(t, dirs.part(o, rank)) for o, t in outputs.items()}
+    stats: Counter = Counter()
+    try:
+        bar = progress(total=hi - lo, desc=f"{stage.name} [{rank + 1}/{world_size}]", unit="item", disable=quiet)
+        for output, rows in stage.process(items[lo:hi]):
+            if output == "stats":
+                for row in rows:
+                    stats.update(row)
+                continue
+            if output not in writers:
+                raise KeyError(f"stage {stage.name} wrote {output!r}, which is not among its outputs {list(outputs)}")
+            writers[output].write(rows)
+            if output == f"decisions/{stage.name}.parquet":
+                stats.update(f"decisions.{r['action']}" for r in rows)
+                bar.update(len(rows))
+        bar.close()
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    for o, w in writers.items():
+        stats[f"rows.{o}"] += w.close()
+    stats["items"] += hi - lo
+    if stat_update is not None:
+        for key, value in stats.items():
+            stat_update(key, value=int(value))
+    path = dirs.stats(rank)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(stats, sort_keys=True))
+    tmp.replace(path)
+    return stats
+
+
+def merge_parts(stage: Stage, dirs: StepDirs, tasks: int) -> dict:
+    """Concatenate every output's parts in rank order into the final files; sum the counters."""
+    out_dir = stage.out_dir
+    for output, table in stage.outputs().items():
+        with TableWriter(table, out_dir / output) as writer:
+            for rank in range(tasks):
+                part = dirs.part(output, rank)
+                if not part.exists():
+                    raise FileNotFoundError(f"{part}: part file missing; task {rank} of {stage.name} did not finish")
+                for batch in iter_batches(part, table, batch_size=table.row_group_size):
+                    writer.write(_as_table(batch))
+    stats: Counter = Counter()
+    for rank in range(tasks):
+        stats.update(json.loads(dirs.stats(rank).read_text()))
+    stats = dict(sorted(stats.items()))
+    stage.finish(stats)
+    dirs.done.write_text(json.dumps({"stats": stats}, sort_keys=True))
+    shutil.rmtree(dirs.parts, ignore_errors=True)
+    return stats
+
+
+def _as_table(batch):
+    import pyarrow as pa
+
+    return pa.Table.from_batches([batch])
+
+
+def console_log_level(quiet: bool) -> str:
+    """datatrove's per-task console logging: warnings (errors only with ``--quiet``); files keep all."""
+    return "ERROR" if quiet else "WARNING"
+
+
+def _quiet_task_logger(level: str) -> None:
+    """Make datatrove's per-task logger print only ``level`` and above on the console.
+
+    datatrove adds an INFO console handler for every task; its log file (under ``_work/``) still
+    gets everything. Runs inside the worker process, where the task's logger is set up.
+    """
+    import datatrove.executor.base as base
+    from loguru import logger
+
+    def add_task_logger(logging_dir, rank, local_rank=0, node_rank=-1):
+        logger.remove()  # datatrove's own add_task_logger starts the same way
+        logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
+        logger.add(sys.stderr, level=level, format="{level} | task " + str(rank) + " | {message}")
+        logger.add(logfile, level="DEBUG", format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}")
+        logger.info(f"Launching pipeline for {rank=}")
+        return logfile
+
+    def close_task_logger(logfile):
+        logger.complete()
+        _driver_log_level(level)
+        logfile.close()
+
+    base.add_task_logger = add_task_logger
+    base.close_task_logger = close_task_logger
+
+
+def _driver_log_level(level: str) -> None:
+    """datatrove's messages in this (the driving) process: ``level`` and above only."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level=level, format="{level} | {message}")
+
+
+def _local_executor_class():
+    from datatrove.executor import LocalPipelineExecutor
+
+    class QuietLocalExecutor(LocalPipelineExecutor):
+        """datatrove's local executor with its console logs at ``console_level``."""
+
+        console_level = "WARNING"
+
+        def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+            _quiet_task_logger(self.console_level)
+            return super()._run_for_rank(rank, local_rank, node_rank)
+
+    return QuietLocalExecutor
+
+
+def _datatrove_executor(config: ExecutorConfig, pipeline: list, tasks: int, logs: Path, gpus: int, depends=None):
+    if config.kind == "local":
+        executor = _local_executor_class()(
+            pipeline=pipeline, tasks=tasks, workers=min(config.workers, tasks), logging_dir=str(logs),
+            depends=depends,
+        )
+        executor.console_level = console_log_level(config.quiet)
+        return executor
+    if config.kind == "ray":
+        from datatrove.executor import RayPipelineExecutor
+
+        return RayPipelineExecutor(
+            pipeline=pipeline, tasks=tasks, workers=config.workers, logging_dir=str(logs),
+            cpus_per_task=config.cpus_per_task, mem_per_cpu_gb=config.mem_per_cpu_gb, gpus_per_task=gpus,
+            depends=depends,
+        )
+    from datatrove.executor import SlurmPipelineExecutor
+
+    if not config.partition:
+        raise ValueError("executor kind 'slurm' needs a partition (executor.partition)")
+    return SlurmPipelineExecutor(
+        pipeline=pipeline, tasks=tasks, workers=config.workers, logging_dir=str(logs),
+        time=config.time, partition=config.partition, cpus_per_task=config.cpus_per_task,
+        mem_per_cpu_gb=int(math.ceil(config.mem_per_cpu_gb)), gpus_per_task=gpus,
+        sbatch_args=config.sbatch_args, env_command=config.env_command, depends=depends,
+        job_name=logs.parent.name,
+    )
+
+
+def run_step(stage: Stage, index: int, config: ExecutorConfig) -> dict:
+    """Run one bound stage to completion on this machine, a local pool or Ray; return its counters.
+
+    A step whose done marker exists (same config) is skipped; finished tasks of a crashed step are
+    skipped through datatrove's completion markers.
+    """
+    dirs = StepDirs(stage.out_dir, index, stage)
+    dirs.prepare(stage)
+    if dirs.done.exists() and all((stage.out_dir / o).exists() for o in stage.outputs()):
+        return json.loads(dirs.done.read_text())["stats"]
+    if config.kind == "slurm":
+        raise ValueError("slurm runs are submitted with submit_slurm(), not run in this process")
+    if config.workers == 1 and config.kind == "local":
+        # in process: no pool, but the same shards, part files and completion markers
+        for rank in range(config.tasks):
+            marker = dirs.logs / "completions" / f"{rank:05d}"
+            if not marker.exists():
+                run_shard(stage, dirs, rank, config.tasks, config.quiet)
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+    else:
+        pipeline = [ShardStep(stage, dirs, quiet=config.quiet or config.workers > 1)]
+        executor = _datatrove_executor(config, pipeline, config.tasks, dirs.logs, stage.gpus_per_task)
+        _driver_log_level(console_log_level(config.quiet))  # after datatrove's import set its own
+        with watch_completions(dirs.logs / "completions", config.tasks, stage.name, config.quiet):
+            executor.run()
+    return merge_parts(stage, dirs, config.tasks)
+
+
+class MergeStep(PipelineStep):
+    """Slurm: the single task that merges a step's parts once all its shard tasks are done."""
+
+    name = "sagecorpus merge"
+    type = "sagecorpus"
+
+    def __init__(self, stage: Stage, dirs: StepDirs, tasks: int):
+        super().__init__()
+        self.stage, self.dirs, self.tasks = stage, dirs, tasks
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        merge_parts(self.stage, self.dirs, self.tasks)
+        yield from ()
+
+
+class CallStep(PipelineStep):
+    """Slurm: a single task that calls a function (used to write the run's manifest last)."""
+
+    name = "sagecorpus call"
+    type = "sagecorpus"
+
+    def __init__(self, fn: Callable[[], object]):
+        super().__init__()
+        self.fn = fn
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        self.fn()
+        yield from ()
+
+
+def submit_slurm(stages: list[Stage], config: ExecutorConfig, finish: Callable[[], object]) -> None:
+    """Submit a whole run to Slurm as a chain of dependent jobs: shards, merge, ..., then ``finish``."""
+    previous = None
+    for index, stage in enumerate(stages):
+        dirs = StepDirs(stage.out_dir, index, stage)
+        dirs.prepare(stage)
+        shards = _datatrove_executor(
+            config, [ShardStep(stage, dirs, quiet=True)], config.tasks, dirs.logs, stage.gpus_per_task, previous
+        )
+        previous = _datatrove_executor(config, [MergeStep(stage, dirs, config.tasks)], 1, dirs.root / "merge-logs", 0, shards)
+    last = _datatrove_executor(config, [CallStep(finish)], 1, Path(stages[-1].out_dir) / "_work" / "manifest-logs", 0, previous)
+    last.run()

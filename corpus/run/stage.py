@@ -1,0 +1,166 @@
+"""What a stage is: a typed config, the files it reads, the tables it writes, and per-shard work.
+
+A stage never knows where it runs. The executor (``corpus.run.executor``) splits the stage's work
+items into a fixed number of shards, runs :meth:`Stage.process` on each shard wherever it was told
+to (in process, a local pool, Ray, Slurm), and merges the shards in order, so the output bytes
+depend on the inputs and config only.
+
+Paths in a stage config may start with ``{out}``: the run's output folder. That is how a stage reads
+what an earlier stage of the same run wrote, and how ``rebuild`` replays a run into another folder.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from corpus.run.secrets import redact
+from schemas import DECISION, Table
+
+OUT = "{out}"
+
+
+class StageConfig(BaseModel):
+    """Base of every stage config: unknown keys are an error, every field has a description."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def path_field(default: Any = ..., description: str = "") -> Any:
+    """A config field holding a path or URL; relative local paths are made absolute in recipes."""
+    return Field(default, description=description, json_schema_extra={"path": True})
+
+
+def is_path_field(model: type[BaseModel], name: str) -> bool:
+    extra = model.model_fields[name].json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("path"))
+
+
+def is_url(value: str) -> bool:
+    return "://" in value
+
+
+def absolutize(config: StageConfig, base: Path | None = None) -> StageConfig:
+    """Make relative local paths absolute against ``base`` (default: the current folder).
+
+    ``{out}`` paths and URLs are left alone.
+    """
+    base = base or Path.cwd()
+    updates = {}
+    for name in type(config).model_fields:
+        if not is_path_field(type(config), name):
+            continue
+        value = getattr(config, name)
+        values = value if isinstance(value, list) else [value]
+        fixed = [
+            v if (v is None or v.startswith(OUT) or is_url(v)) else str((base / Path(v).expanduser()).resolve())
+            for v in values
+        ]
+        updates[name] = fixed if isinstance(value, list) else fixed[0]
+    return config.model_copy(update=updates)
+
+
+class Stage(ABC):
+    """One step of the flow. Subclasses set ``name``, ``config_class`` and implement the hooks."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[StageConfig]]
+    description: ClassVar[str] = ""
+    gpus_per_task: ClassVar[int] = 0
+
+    def __init__(self, config: StageConfig | dict | None = None):
+        if config is None:
+            config = self.config_class()
+        elif isinstance(config, dict):
+            config = self.config_class(**config)
+        self.config = config
+        self.out_dir: Path | None = None
+
+    # -- paths ---------------------------------------------------------------------------------
+    def bind(self, out_dir: str | Path) -> Stage:
+        """Set the run's output folder (resolves ``{out}`` in config paths)."""
+        self.out_dir = Path(out_dir)
+        return self
+
+    def path(self, value: str) -> str:
+        if value.startswith(OUT):
+            if self.out_dir is None:
+                raise RuntimeError(f"stage {self.name}: {value!r} needs the run's output folder (bind first)")
+            return str(self.out_dir) + value[len(OUT):]
+        return value
+
+    # -- what the stage declares ---------------------------------------------------------------
+    def outputs(self) -> dict[str, Table]:
+        """Files this stage writes, relative to the output folder, and their tables.
+
+        Every stage writes ``decisions/<name>.parquet``: what it did with each item and why.
+        """
+        return {f"decisions/{self.name}.parquet": DECISION}
+
+    def input_files(self) -> list[str]:
+        """External files (outside the output folder) this stage reads; hashed into the manifest."""
+        return []
+
+    def models(self) -> list[dict]:
+        """Models this stage calls (id, weights hash, sampling parameters, licence) for the manifest."""
+        return []
+
+    # -- the work ------------------------------------------------------------------------------
+    @abstractmethod
+    def plan(self) -> list[Any]:
+        """The work items, in a deterministic order. Called in every task, so keep it cheap."""
+
+    @abstractmethod
+    def process(self, items: list[Any]) -> Iterator[tuple[str, list[dict]]]:
+        """Do the work for one shard of items, yielding ``(output file, rows)`` in item order.
+
+        May also yield ``("stats", [{"name": value}])`` to add to the stage's counters.
+        """
+
+    def finish(self, stats: dict[str, float]) -> None:
+        """Called once after all shards are merged: checks on the whole output (e.g. nothing kept)."""
+
+    # -- helpers -------------------------------------------------------------------------------
+    def decision(
+        self, item_id: str, action: str, reason: str, score: float | None = None,
+        cluster_id: str | None = None, kept_id: str | None = None, **detail: Any,
+    ) -> dict:
+        """A ``Decision`` row from this stage."""
+        return {
+            "stage": self.name, "item_id": item_id, "action": action, "reason": reason, "score": score,
+            "cluster_id": cluster_id, "kept_id": kept_id,
+            "detail": json.dumps(detail, sort_keys=True, ensure_ascii=False, default=str),
+        }
+
+    def config_dict(self) -> dict:
+        return self.config.model_dump(mode="json")
+
+    def __repr__(self) -> str:  # what logs and datatrove's executor.json show: never a secret
+        return f"{type(self).__name__}({json.dumps(redact(self.config_dict()), sort_keys=True)})"
+
+
+STAGES: dict[str, type[Stage]] = {}
+
+
+def register_stage(cls: type[Stage]) -> type[Stage]:
+    """Class decorator: make a stage available to recipes, ``rebuild`` and the CLI by its name."""
+    STAGES[cls.name] = cls
+    return cls
+
+
+def get_stage(name: str) -> type[Stage]:
+    _load_builtin_stages()
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise KeyError(f"unknown stage {name!r}; known: {sorted(STAGES)}") from None
+
+
+def _load_builtin_stages() -> None:
+    """Import the modules that register the built-in stages."""
+    import corpus.stages  # noqa: F401

@@ -1,0 +1,1 @@
+"""The built-in stages: importing this module registers them for recipes, ``rebuild`` and the CLI."""
