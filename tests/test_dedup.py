@@ -175,7 +175,7 @@ def test_decision_rows_validate_against_schema(tmp_path):
     t = _paper(5)
     ids = ["x", "y", "z"]
     texts = [t, _edit(t, 0.005, 9), _paper(6)]
-    out = cluster(ids, [len(s) for s in texts], signatures(texts, CFG), CFG)
+    out = cluster(ids, [300, 200, 100], signatures(texts, CFG), CFG)
     write_table(DECISION, [r.decision("dedup") for r in out], tmp_path / "d.parquet")
     back = read_table(tmp_path / "d.parquet", DECISION).to_pylist()
     assert [(r["item_id"], r["action"]) for r in back] == [("x", "kept"), ("y", "dropped"), ("z", "kept")]
