@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import fsspec
+
 #: Final source kinds, as stored in the ``paper.source_kind`` column.
 SOURCE_KINDS = ("tar", "gzip_tex", "tex", "folder", "pdf", "postscript", "html", "withdrawn", "unknown")
 #: What :func:`detect_kind` can say about raw bytes (``gzip`` is resolved by looking inside).
@@ -352,8 +354,6 @@ def _open_input(src: str | os.PathLike | bytes | BinaryIO) -> tuple[BinaryIO, st
     if isinstance(src, (bytes, bytearray, memoryview)):
         return io.BytesIO(bytes(src)), "<bytes>", True
     if isinstance(src, (str, os.PathLike)):
-        import fsspec
-
         return fsspec.open(str(src), "rb").open(), str(src), True
     return src, getattr(src, "name", "<stream>"), False
 

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 import fsspec
 from fsspec.core import url_to_fs
 
+from corpus.ingest.archives import detect_kind
 from corpus.ingest.arxiv_ids import parse_arxiv_id, version_number
 
 Role = Literal["pdf", "src"]
@@ -204,8 +205,6 @@ def list_inputs(
     else:
         with fs.open(root, "rb") as f:
             head = f.read(512)
-        from corpus.ingest.archives import detect_kind
-
         if detect_kind(head) == "tar":
             files = [sf for sf, _ in _iter_tar(location, opts, role, data=False)]
         else:
