@@ -22,7 +22,7 @@ from corpus.run.secrets import install_log_redaction
 from corpus.run.stage import Stage, absolutize, get_stage
 
 # verb -> stage name, for the stage verbs; nested groups (e.g. curate clean) use "group step".
-STAGE_VERBS: dict[str, str] = {}
+STAGE_VERBS: dict[str, str] = {"ingest": "ingest"}
 
 # verb -> (help, add_arguments, handler) for verbs that are not one stage (e.g. `text`).
 EXTRA_VERBS: dict[str, tuple[str, Callable, Callable]] = {}

@@ -1,1 +1,3 @@
 """The built-in stages: importing this module registers them for recipes, ``rebuild`` and the CLI."""
+
+import corpus.ingest.stage  # noqa: F401

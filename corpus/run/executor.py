@@ -106,6 +106,15 @@ class StepDirs:
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.config.write_text(digest)
+        stage.work_dir = self.root
+
+
+def prepare_once(stage: Stage, dirs: StepDirs) -> None:
+    """Run the stage's ``prepare`` unless an earlier run of this step already did."""
+    marker = dirs.root / "prepared.json"
+    if not marker.exists():
+        stats = stage.prepare() or {}
+        marker.write_text(json.dumps(stats, sort_keys=True))
 
 
 class ShardStep(PipelineStep):
@@ -178,7 +187,7 @@ def merge_parts(stage: Stage, dirs: StepDirs, tasks: int) -> dict:
                     raise FileNotFoundError(f"{part}: part file missing; task {rank} of {stage.name} did not finish")
                 for batch in iter_batches(part, table, batch_size=table.row_group_size):
                     writer.write(_as_table(batch))
-    stats: Counter = Counter()
+    stats: Counter = Counter(json.loads((dirs.root / "prepared.json").read_text()))
     for rank in range(tasks):
         stats.update(json.loads(dirs.stats(rank).read_text()))
     stats = dict(sorted(stats.items()))
@@ -289,6 +298,7 @@ def run_step(stage: Stage, index: int, config: ExecutorConfig) -> dict:
         return json.loads(dirs.done.read_text())["stats"]
     if config.kind == "slurm":
         raise ValueError("slurm runs are submitted with submit_slurm(), not run in this process")
+    prepare_once(stage, dirs)
     if config.workers == 1 and config.kind == "local":
         # in process: no pool, but the same shards, part files and completion markers
         for rank in range(config.tasks):
@@ -342,8 +352,11 @@ def submit_slurm(stages: list[Stage], config: ExecutorConfig, finish: Callable[[
     for index, stage in enumerate(stages):
         dirs = StepDirs(stage.out_dir, index, stage)
         dirs.prepare(stage)
+        prep = _datatrove_executor(
+            config, [CallStep(lambda stage=stage, dirs=dirs: prepare_once(stage, dirs))], 1, dirs.root / "prepare-logs", 0, previous
+        )
         shards = _datatrove_executor(
-            config, [ShardStep(stage, dirs, quiet=True)], config.tasks, dirs.logs, stage.gpus_per_task, previous
+            config, [ShardStep(stage, dirs, quiet=True)], config.tasks, dirs.logs, stage.gpus_per_task, prep
         )
         previous = _datatrove_executor(config, [MergeStep(stage, dirs, config.tasks)], 1, dirs.root / "merge-logs", 0, shards)
     last = _datatrove_executor(config, [CallStep(finish)], 1, Path(stages[-1].out_dir) / "_work" / "manifest-logs", 0, previous)

@@ -80,6 +80,7 @@ class Stage(ABC):
             config = self.config_class(**config)
         self.config = config
         self.out_dir: Path | None = None
+        self.work_dir: Path | None = None  # this step's private folder, set by the executor
 
     # -- paths ---------------------------------------------------------------------------------
     def bind(self, out_dir: str | Path) -> Stage:
@@ -111,6 +112,14 @@ class Stage(ABC):
         return []
 
     # -- the work ------------------------------------------------------------------------------
+    def prepare(self) -> dict[str, int] | None:
+        """Runs once before any shard (in the driving process; on Slurm, as its own job).
+
+        For work that needs the whole input at once, such as joining metadata with file listings;
+        it may write what :meth:`plan` then reads into ``self.work_dir``, and return counters for
+        the run's stats.
+        """
+
     @abstractmethod
     def plan(self) -> list[Any]:
         """The work items, in a deterministic order. Called in every task, so keep it cheap."""

@@ -1,0 +1,276 @@
+"""The ``ingest`` stage: arXiv metadata + PDFs + LaTeX sources in, one ``Paper`` row per paper out.
+
+``prepare`` (once, in the driving process) streams the metadata, lists every file location (folders,
+tars, fsspec URLs, arXiv bulk manifests, fetched and md5-verified resumably), and joins files to
+metadata by the arXiv id in their names. The shards then hash each paper's files, sniff what each
+source is by its magic bytes, and write the rows. Every file that does not become a paper, and every
+unreadable metadata line or chunk, leaves a ``Decision`` row saying why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+import fsspec
+from pydantic import Field
+
+from corpus.ingest.archives import HEAD_BYTES, sniff_source_kind
+from corpus.ingest.arxiv_ids import content_id, parse_arxiv_id
+from corpus.ingest.arxiv_metadata import MetadataError, MetadataFilter, MetadataRecord, MetadataStats, read_metadata
+from corpus.ingest.sources import (
+    SourceError,
+    SourceFile,
+    chunk_url,
+    fetch_chunk,
+    is_manifest,
+    list_inputs,
+    read_manifest,
+    select_chunks,
+    storage_options_for,
+)
+from corpus.run.progress import progress
+from corpus.run.stage import Stage, StageConfig, path_field, register_stage
+from schemas import PAPER
+
+
+class IngestConfig(StageConfig):
+    metadata: list[str] = path_field([], "arXiv metadata snapshots (Kaggle/Cornell JSON Lines; .gz etc. ok), paths or URLs")
+    pdfs: list[str] = path_field([], "where PDFs are: folders, tars, fsspec URLs (gs://arxiv-dataset/...), or arXiv_pdf_manifest.xml")
+    sources: list[str] = path_field([], "where LaTeX sources are: folders, src tars, fsspec URLs, or arXiv_src_manifest.xml")
+    categories: list[str] = Field(["astro-ph*", "gr-qc"], description="category globs; cross-lists count")
+    include_cross_lists: bool = Field(True, description="match any category, not only the primary one")
+    since: date | None = Field(None, description="first-version date on or after (YYYY-MM-DD)")
+    until: date | None = Field(None, description="first-version date on or before (YYYY-MM-DD)")
+    bulk_since: str | None = Field(None, description="bulk manifests: first chunk month to fetch (YYMM)")
+    bulk_until: str | None = Field(None, description="bulk manifests: last chunk month to fetch (YYMM)")
+    unmatched_files: Literal["keep", "drop"] = Field(
+        "keep", description="files with no matching metadata row: keep as papers named by content hash, or drop (recorded)")
+    require_files: bool = Field(True, description="drop (recorded) metadata rows that have no PDF or source file")
+    download_dir: str = path_field("{out}/_downloads", "where fetched bulk chunks are kept (reused on rerun)")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (credentials are never recorded)")
+
+
+@dataclass
+class PaperItem:
+    """One paper to write: its metadata (if any) and its files."""
+
+    key: str  # sort key: the paper id when known
+    record: MetadataRecord | None = None
+    pdf: SourceFile | None = None
+    src: SourceFile | None = None
+    arxiv_id: str | None = None
+    content_sha256: str | None = None  # papers without metadata: hash of the file naming them
+
+
+@dataclass
+class DecisionItem:
+    key: str
+    item_id: str
+    action: str
+    reason: str
+    detail: dict = field(default_factory=dict)
+
+
+def hash_and_head(url: str, storage_options: dict | None = None) -> tuple[str, bytes]:
+    """sha256 of a file (local, fsspec URL or tar member) and its first bytes, in one read."""
+    h, head = hashlib.sha256(), b""
+    with fsspec.open(url, "rb", **storage_options_for(url, storage_options)) as f:
+        while block := f.read(1 << 20):
+            if len(head) < HEAD_BYTES:
+                head += block[: HEAD_BYTES - len(head)]
+            h.update(block)
+    return h.hexdigest(), head
+
+
+def pdf_title(url: str, storage_options: dict | None = None) -> tuple[str | None, str]:
+    """Title of a PDF from its metadata, else its first line of text; and where it came from."""
+    import pymupdf
+
+    try:
+        with fsspec.open(url, "rb", **storage_options_for(url, storage_options)) as f:
+            doc = pymupdf.open(stream=f.read(), filetype="pdf")
+        with doc:
+            title = (doc.metadata or {}).get("title", "").strip()
+            if title:
+                return title, "title_from_pdf_metadata"
+            if doc.page_count:
+                for line in doc[0].get_text().splitlines():
+                    if line.strip():
+                        return line.strip(), "title_from_first_line"
+    except Exception:  # a corrupt PDF still ingests; extraction will record the problem
+        pass
+    return None, "no_title"
+
+
+@register_stage
+class Ingest(Stage):
+    name = "ingest"
+    config_class = IngestConfig
+    description = "Ingest arXiv metadata, PDFs and LaTeX sources into one Paper row per paper."
+
+    def outputs(self):
+        return {"papers.parquet": PAPER, **super().outputs()}
+
+    def input_files(self) -> list[str]:
+        c = self.config
+        # bulk manifests are recorded as given; their chunks are md5-verified against them
+        return [p for p in (*c.metadata, *c.pdfs, *c.sources) if not p.startswith("{out}")]
+
+    # -- prepare: join metadata and file listings ---------------------------------------------
+    def prepare(self) -> None:
+        c = self.config
+        decisions: list[DecisionItem] = []
+        records: dict[str, MetadataRecord] = {}
+        counts: dict[str, int] = {}
+        flt = MetadataFilter(list(c.categories), c.since, c.until, c.include_cross_lists)
+        for path in c.metadata:
+            stats = MetadataStats()
+            for item in read_metadata(path, flt, storage_options=c.storage_options, stats=stats):
+                if isinstance(item, MetadataError):
+                    decisions.append(DecisionItem(f"!{item.item_id}", item.item_id, "failed", "malformed_metadata_line",
+                                                  {"file": item.path, "line": item.line, "error": item.reason}))
+                else:
+                    old = records.get(item.paper_id)
+                    if old is None or len(item.versions) >= len(old.versions):
+                        records[item.paper_id] = item
+            for key in ("lines", "errors", "parsed", "matched", "duplicates"):
+                counts[f"metadata.{key}"] = counts.get(f"metadata.{key}", 0) + getattr(stats, key)
+        files: dict[str, dict[str, SourceFile]] = {}  # arxiv id -> role -> file
+        loose: list[SourceFile] = []  # files whose names hold no arXiv id
+        for role, locations in (("pdf", c.pdfs), ("src", c.sources)):
+            for location in locations:
+                for sf in self._list(location, role, decisions):
+                    if sf.paper_id is None:
+                        loose.append(sf)
+                        continue
+                    have = files.setdefault(sf.paper_id, {})
+                    if role in have:
+                        decisions.append(DecisionItem(f"!{sf.url}", sf.url, "dropped", "older_or_duplicate_file",
+                                                      {"kept": have[role].url}))
+                        continue
+                    have[role] = sf
+        items: list[PaperItem | DecisionItem] = list(decisions)
+        for arxiv_id, roles in files.items():
+            record = records.get(arxiv_id)
+            if record is None and (c.metadata and c.unmatched_files == "drop"):
+                for sf in roles.values():
+                    items.append(DecisionItem(arxiv_id, sf.url, "dropped", "no_matching_metadata",
+                                              {"arxiv_id": arxiv_id, "filter": c.categories}))
+                continue
+            items.append(PaperItem(arxiv_id, record, roles.get("pdf"), roles.get("src"), arxiv_id))
+        for arxiv_id, record in records.items():
+            if arxiv_id not in files:
+                if c.require_files:
+                    items.append(DecisionItem(arxiv_id, arxiv_id, "dropped", "no_files", {"title": record.title}))
+                else:
+                    items.append(PaperItem(arxiv_id, record))
+        for sf in loose:
+            items.append(PaperItem(f"~{sf.url}", None, sf if sf.role == "pdf" else None, sf if sf.role == "src" else None))
+        items = self._name_unmatched(items)
+        items.sort(key=lambda i: i.key)
+        (self.work_dir / "plan.pkl").write_bytes(pickle.dumps(items))
+        counts["files.listed"] = sum(len(r) for r in files.values()) + len(loose)
+        return counts
+
+    def _list(self, location: str, role: str, decisions: list[DecisionItem]) -> Iterator[SourceFile]:
+        c = self.config
+        try:
+            if not is_manifest(location):
+                yield from list_inputs(location, storage_options=c.storage_options, role=role)
+                return
+            chunks = select_chunks(read_manifest(location, storage_options=c.storage_options), c.bulk_since, c.bulk_until)
+            for chunk in progress(chunks, desc=f"fetch {role} chunks", unit="chunk", disable=False):
+                url = chunk_url(location, chunk.filename)
+                try:
+                    got = fetch_chunk(url, self.path(c.download_dir), md5=chunk.md5sum, size=chunk.size,
+                                      storage_options=c.storage_options)
+                    yield from list_inputs(str(got.path), role=role)
+                except SourceError as e:
+                    decisions.append(DecisionItem(f"!{url}", url, "failed", "chunk_unavailable", {"error": str(e)}))
+        except SourceError as e:
+            decisions.append(DecisionItem(f"!{location}", location, "failed", "location_unavailable", {"error": str(e)}))
+
+    def _name_unmatched(self, items: list) -> list:
+        """Papers with no metadata are named by the sha256 of their PDF (else source); duplicates dropped."""
+        out, seen = [], {}
+        for item in items:
+            if not isinstance(item, PaperItem) or item.record is not None:
+                out.append(item)
+                continue
+            if item.pdf is None and item.src is None:
+                continue
+            sf = item.pdf or item.src
+            try:
+                sha, _ = hash_and_head(sf.url, self.config.storage_options)
+            except (OSError, ValueError) as e:
+                out.append(DecisionItem(f"!{sf.url}", sf.url, "failed", "unreadable_file", {"error": f"{type(e).__name__}: {e}"}))
+                continue
+            pid = content_id(sha)
+            if pid in seen:
+                out.append(DecisionItem(f"!{sf.url}", sf.url, "dropped", "duplicate_file", {"same_as": seen[pid]}))
+                continue
+            seen[pid] = sf.url
+            item.key, item.content_sha256 = pid, sha
+            out.append(item)
+        return out
+
+    # -- shards ---------------------------------------------------------------------------------
+    def plan(self) -> list:
+        return pickle.loads((self.work_dir / "plan.pkl").read_bytes())
+
+    def process(self, items: list) -> Iterator[tuple[str, list[dict]]]:
+        for item in items:
+            if isinstance(item, DecisionItem):
+                yield "decisions/ingest.parquet", [self.decision(item.item_id, item.action, item.reason, **item.detail)]
+                continue
+            try:
+                row = self.paper_row(item)
+            except (OSError, ValueError, SourceError) as e:
+                url = (item.pdf or item.src).url if (item.pdf or item.src) else item.key
+                yield "decisions/ingest.parquet", [self.decision(item.key, "failed", "unreadable_file",
+                                                                 file=url, error=f"{type(e).__name__}: {e}")]
+                continue
+            yield "papers.parquet", [row]
+            yield "decisions/ingest.parquet", [self.decision(row["paper_id"], "kept", "ingested",
+                                                             pdf=row["pdf_path"], source=row["source_path"],
+                                                             source_kind=row["source_kind"], flags=row["flags"])]
+
+    def paper_row(self, item: PaperItem) -> dict:
+        opts = self.config.storage_options
+        if item.record is not None:
+            row = item.record.paper_row()
+        else:
+            row = PAPER_DEFAULTS | {"paper_id": item.key, "has_metadata": False, "flags": ["no_metadata"]}
+            if item.arxiv_id:
+                parsed = parse_arxiv_id(item.arxiv_id)
+                row["flags"].append(f"arxiv_id:{item.arxiv_id}")
+                row["version"] = (item.pdf or item.src).version if parsed else None
+        if item.src is not None:
+            if item.src.is_dir:
+                row["source_path"], row["source_kind"] = item.src.url, "folder"
+            else:
+                sha, head = hash_and_head(item.src.url, opts)
+                row["source_path"], row["source_sha256"], row["source_kind"] = item.src.url, sha, sniff_source_kind(head)
+        if item.pdf is not None:
+            row["pdf_path"], row["pdf_sha256"] = item.pdf.url, hash_and_head(item.pdf.url, opts)[0]
+        elif row["source_kind"] == "pdf":  # a PDF-only submission sits in the src collection
+            row["pdf_path"], row["pdf_sha256"] = row["source_path"], row["source_sha256"]
+            row["flags"].append("pdf_from_source_collection")
+        if item.record is None and row["pdf_path"]:
+            title, how = pdf_title(row["pdf_path"], opts)
+            row["title"] = title
+            row["flags"].append(how)
+        return row
+
+
+PAPER_DEFAULTS: dict[str, Any] = {
+    "version": None, "title": None, "authors": None, "first_author": None, "abstract": None, "categories": [],
+    "license": None, "doi": None, "journal_ref": None, "submitted": None, "updated": None, "versions": [],
+    "source_path": None, "source_kind": None, "source_sha256": None, "pdf_path": None, "pdf_sha256": None,
+}
+
