@@ -1,0 +1,309 @@
+"""Decontamination: keep benchmark questions out of the training corpus, by text and by source.
+
+**By text.** Each benchmark question becomes word sequences — its normalised words
+(:func:`corpus.curate.text.words`) followed by the words of its correct option, or, when the file has
+no answers, one sequence per option plus one with all options in order. A document overlaps a question
+when it contains any 13 consecutive words of one of its sequences; a sequence shorter than 13 words
+(but with at least 8) must appear whole. Matching is vectorised (hashes of every n-gram of the document
+against a sorted array) and every hash hit is confirmed on the words themselves, so a match is never
+a hash collision. The match records the question id and the overlapping n-gram.
+
+**By source.** The reference recipe kept every Annual Review of Astronomy and Astrophysics paper out
+(AstroMLab-1's questions were written from them): :class:`SourceExclusion` drops papers by journal
+reference pattern, DOI (or DOI prefix) or arXiv id.
+
+Question files: JSON (an array of objects), JSONL or Parquet with ``question``, ``A``..``D`` and an
+optional ``answer`` (a letter); the id is ``id``, else ``index``, else the row number. Both layouts in
+``shared/fixtures/qa/`` (AstroMLab-1: ``index``, no answers; Astro-QA: ``id``, ``answer``) load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from corpus.curate import text as T
+
+OPTIONS = ("A", "B", "C", "D")
+
+
+class QuestionFileError(ValueError):
+    """A question file cannot be read; the message names the file, the row and the problem."""
+
+
+class ContaminationConfigError(ValueError):
+    """The decontamination index would match nothing (no usable questions): a misconfiguration."""
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    options: dict[str, str]
+    answer: str | None = None
+    source: str = ""
+
+
+def _rows(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".jsonl", ".parquet"):
+        raise QuestionFileError(f"{path}: unknown question file type {suffix!r} (use .json, .jsonl or .parquet)")
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pylist()
+        text = path.read_text(encoding="utf-8")
+        if suffix == ".jsonl":
+            rows = []
+            for n, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise QuestionFileError(f"{path}:{n}: not valid JSON: {e}") from e
+            return rows
+        else:
+            data = json.loads(text)
+            if isinstance(data, dict):
+                lists = [v for v in data.values() if isinstance(v, list)]
+                if len(lists) != 1:
+                    raise QuestionFileError(f"{path}: expected a JSON array of questions")
+                data = lists[0]
+            if not isinstance(data, list):
+                raise QuestionFileError(f"{path}: expected a JSON array of questions, got {type(data).__name__}")
+            return data
+    except QuestionFileError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise QuestionFileError(f"{path}: cannot read questions: {e}") from e
+    except Exception as e:  # noqa: BLE001 - e.g. pyarrow errors on a corrupt Parquet file
+        raise QuestionFileError(f"{path}: cannot read questions: {e}") from e
+
+
+def load_questions(path: str | os.PathLike) -> list[Question]:
+    """Questions from a JSON/JSONL/Parquet file (see module docstring); raises :class:`QuestionFileError`."""
+    path = Path(path)
+    rows = _rows(path)
+    if not rows:
+        raise QuestionFileError(f"{path}: no questions")
+    out, seen = [], set()
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, Mapping):
+            raise QuestionFileError(f"{path}: row {n} is not an object")
+        missing = [k for k in ("question", *OPTIONS) if not isinstance(row.get(k), str) or not row.get(k).strip()]
+        if missing:
+            raise QuestionFileError(f"{path}: row {n} has no text in column(s) {missing}")
+        qid = row.get("id", row.get("index"))
+        qid = str(qid) if qid is not None else f"{path.stem}:{n}"
+        if qid in seen:
+            raise QuestionFileError(f"{path}: row {n}: question id {qid!r} appears twice")
+        seen.add(qid)
+        answer = row.get("answer")
+        if answer is not None and str(answer).strip():
+            answer = str(answer).strip().upper().rstrip(".)")
+            if answer not in OPTIONS:
+                raise QuestionFileError(f"{path}: row {n} (id {qid}): answer {row.get('answer')!r} is not one of A-D")
+        else:
+            answer = None
+        out.append(Question(qid, row["question"], {k: row[k] for k in OPTIONS}, answer, str(path)))
+    return out
+
+
+def question_sequences(q: Question) -> list[str]:
+    """The texts whose n-grams mark contamination by ``q`` (question + correct option, or + each/all)."""
+    if q.answer is not None:
+        return [f"{q.question} {q.options[q.answer]}"]
+    return [f"{q.question} {q.options[k]}" for k in OPTIONS] + [" ".join([q.question, *q.options.values()])]
+
+
+@dataclass(frozen=True)
+class Match:
+    """A document overlaps a question: its id, the overlapping words, their word offset in the doc."""
+
+    question_id: str
+    ngram: str
+    position: int
+
+    def detail(self) -> dict:
+        return {"question_id": self.question_id, "ngram": self.ngram, "word_offset": self.position}
+
+
+class NgramIndex:
+    """Benchmark n-grams, for :meth:`find_overlap` over documents.
+
+    ``n`` is the n-gram size (13); sequences of ``min_words`` to ``n - 1`` words are matched whole.
+    Shorter questions are left out (listed in ``skipped``). An index with no n-grams raises
+    :class:`ContaminationConfigError`.
+    """
+
+    def __init__(self, questions: Iterable[Question], n: int = 13, min_words: int = 8):
+        if not 1 <= min_words <= n:
+            raise ValueError(f"need 1 <= min_words ({min_words}) <= n ({n})")
+        self.n, self.min_words = n, min_words
+        self.skipped: list[str] = []
+        self.n_questions = 0
+        entries: dict[int, dict[int, list[tuple[str, tuple[bytes, ...]]]]] = {}
+        for q in questions:
+            self.n_questions += 1
+            used = False
+            for seq in question_sequences(q):
+                ws = T.words(seq)
+                if len(ws) < min_words:
+                    continue
+                length = min(n, len(ws))
+                hashes = T.ngram_hashes(T.word_hashes(ws), length)
+                table = entries.setdefault(length, {})
+                for pos, h in enumerate(hashes.tolist()):
+                    item = (q.id, tuple(ws[pos : pos + length]))
+                    bucket = table.setdefault(h, [])
+                    if item not in bucket:
+                        bucket.append(item)
+                used = True
+            if not used:
+                self.skipped.append(q.id)
+        if not entries:
+            raise ContaminationConfigError(
+                f"none of the {self.n_questions} benchmark questions has {min_words} or more words: "
+                "the decontamination index would match nothing")
+        self._tables = entries
+        self._keys = {length: np.array(sorted(t), dtype=np.uint64) for length, t in entries.items()}
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._tables.values())
+
+    def find_all(self, text: str) -> list[Match]:
+        """Every (question, position) overlap in ``text``, by position."""
+        ws = T.words(text)
+        wh = T.word_hashes(ws)
+        found: list[Match] = []
+        for length, keys in self._keys.items():
+            if len(ws) < length:
+                continue
+            hashes = T.ngram_hashes(wh, length)
+            hit_pos = np.flatnonzero(np.isin(hashes, keys, assume_unique=False))
+            table = self._tables[length]
+            for pos in hit_pos.tolist():
+                gram = tuple(ws[pos : pos + length])
+                for qid, words in table.get(int(hashes[pos]), ()):
+                    if words == gram:
+                        found.append(Match(qid, b" ".join(gram).decode("utf-8", "replace"), pos))
+        found.sort(key=lambda m: (m.position, m.question_id))
+        return found
+
+    def find_overlap(self, text: str) -> Match | None:
+        """The first overlap in ``text`` (lowest word offset), or ``None``."""
+        matches = self.find_all(text)
+        return matches[0] if matches else None
+
+    def check(self, text: str) -> tuple[bool, str | None, dict]:
+        """``(keep, reason, detail)``: ``reason="benchmark_overlap"`` with the question id and n-gram."""
+        matches = self.find_all(text)
+        if not matches:
+            return True, None, {}
+        detail = matches[0].detail()
+        detail["n_questions"] = len({m.question_id for m in matches})
+        return False, "benchmark_overlap", detail
+
+
+def load_index(paths: Sequence[str | os.PathLike], n: int = 13, min_words: int = 8) -> NgramIndex:
+    """An :class:`NgramIndex` over every question of these files (ids prefixed by the file stem when
+    two files share an id)."""
+    questions: list[Question] = []
+    ids: set[str] = set()
+    for p in paths:
+        for q in load_questions(p):
+            if q.id in ids:
+                q = Question(f"{Path(p).stem}:{q.id}", q.question, q.options, q.answer, q.source)
+            ids.add(q.id)
+            questions.append(q)
+    if not questions:
+        raise ContaminationConfigError("no benchmark question files given")
+    return NgramIndex(questions, n, min_words)
+
+
+# ------------------------------------------------------------------------------------------ by source
+
+ARAA_JOURNAL_REF = (
+    r"\bARA\s*&\s*A\b",
+    r"\bann(?:u(?:al)?)?\.?\s*rev(?:iew)?s?\.?\s*(?:of\s+)?astron(?:omy)?\.?\s*(?:(?:and|&)\s*)?astrophys",
+)
+ARAA_DOI_PREFIXES = ("10.1146/annurev-astro", "10.1146/annurev.astro", "10.1146/annurev.aa")
+
+_ARXIV_VERSION = re.compile(r"v\d+$")
+_DOI_URL = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:)", re.IGNORECASE)
+
+
+def normalize_arxiv_id(arxiv_id: str) -> str:
+    s = arxiv_id.strip()
+    if s.lower().startswith("arxiv:"):
+        s = s[6:]
+    return _ARXIV_VERSION.sub("", s)
+
+
+def normalize_doi(doi: str) -> str:
+    return _DOI_URL.sub("", doi.strip()).lower()
+
+
+@dataclass(frozen=True)
+class SourceExclusion:
+    """Drop papers by source. Defaults: the Annual Review of Astronomy and Astrophysics (by journal
+    reference and DOI prefix), as the reference recipe did; pass empty tuples to exclude nothing."""
+
+    journal_ref_patterns: tuple[str, ...] = field(
+        default=ARAA_JOURNAL_REF, metadata={"help": "case-insensitive regexes searched in journal_ref"})
+    doi_prefixes: tuple[str, ...] = field(default=ARAA_DOI_PREFIXES, metadata={"help": "DOI prefixes to exclude"})
+    dois: frozenset[str] = field(default=frozenset(), metadata={"help": "DOIs to exclude"})
+    arxiv_ids: frozenset[str] = field(default=frozenset(), metadata={"help": "arXiv ids to exclude (any version)"})
+
+    def __post_init__(self):
+        compiled = []
+        for p in self.journal_ref_patterns:
+            try:
+                compiled.append(re.compile(p, re.IGNORECASE))
+            except re.error as e:
+                raise ValueError(f"SourceExclusion: journal_ref pattern {p!r} is not a valid regex: {e}") from e
+        object.__setattr__(self, "_patterns", compiled)
+        object.__setattr__(self, "dois", frozenset(normalize_doi(d) for d in self.dois))
+        object.__setattr__(self, "arxiv_ids", frozenset(normalize_arxiv_id(a) for a in self.arxiv_ids))
+        object.__setattr__(self, "doi_prefixes", tuple(normalize_doi(d) for d in self.doi_prefixes))
+
+    @classmethod
+    def from_lists(cls, dois_file: str | os.PathLike | None = None, arxiv_ids_file: str | os.PathLike | None = None,
+                   **kwargs) -> SourceExclusion:
+        """Read DOIs / arXiv ids from text files, one per line (``#`` comments and blanks ignored)."""
+        def read(p):
+            if p is None:
+                return frozenset()
+            try:
+                lines = Path(p).read_text(encoding="utf-8").splitlines()
+            except OSError as e:
+                raise ValueError(f"{p}: cannot read exclusion list: {e}") from e
+            return frozenset(ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip())
+        return cls(dois=read(dois_file), arxiv_ids=read(arxiv_ids_file), **kwargs)
+
+    def excluded(self, paper: Mapping) -> str | None:
+        """The reason ``paper`` (a ``paper`` row: ``paper_id``, ``doi``, ``journal_ref``) is excluded, or None."""
+        pid = paper.get("paper_id")
+        if pid and normalize_arxiv_id(str(pid)) in self.arxiv_ids:
+            return f"excluded_arxiv_id:{normalize_arxiv_id(str(pid))}"
+        doi = paper.get("doi")
+        if doi:
+            d = normalize_doi(str(doi))
+            if d in self.dois:
+                return f"excluded_doi:{d}"
+            for prefix in self.doi_prefixes:
+                if d.startswith(prefix):
+                    return f"excluded_doi_prefix:{prefix}"
+        ref = paper.get("journal_ref")
+        if ref:
+            for pat in self._patterns:  # type: ignore[attr-defined]
+                if pat.search(str(ref)):
+                    return f"excluded_journal_ref:{pat.pattern}"
+        return None
