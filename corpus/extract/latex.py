@@ -294,13 +294,18 @@ def _split_top_level(s: str, sep_re: re.Pattern[str]) -> list[str]:
 _ROW_SEP = re.compile(r"\\\\\*?(\s*\[[^\]]*\])?")
 
 
-def _resolve_ifmmode(s: str, math: bool) -> str:
-    """Replace ``\\ifmmode A\\else B\\fi`` (and ``\\ifmmode A\\fi``) by A in math, B in text."""
+def _resolve_ifmmode(s: str, math: bool, first_only: bool = False) -> str:
+    """Replace ``\\ifmmode A\\else B\\fi`` (and ``\\ifmmode A\\fi``) by A in math, B in text.
+
+    ``first_only`` resolves just the first one (the text-mode reader meets them one at a time).
+    """
     pat = re.compile(r"\\ifmmode(?![A-Za-z@])")
+    done = False
     while True:
         m = pat.search(s)
-        if not m:
+        if not m or done:
             return s
+        done = first_only
         depth = 1
         else_at = None
         fi_end = len(s)
@@ -323,7 +328,7 @@ def _resolve_ifmmode(s: str, math: bool) -> str:
             a, b = s[m.end() : fi_start], ""
         else:
             a, b = s[m.end() : else_at[0]], s[else_at[1] : fi_start]
-        s = s[: m.start()] + (a if math else b) + s[fi_end:]
+        s = s[: m.start()] + (a if math else b).lstrip(" ") + s[fi_end:]  # TeX eats the blank
 
 
 # =========================================================================== macro expansion
@@ -645,11 +650,13 @@ def parse_bib(text: str) -> dict[str, tuple[str, str]]:
             if person.lower() == "others":
                 surnames.append("others")
                 continue
-            if "," in _strip_groups_depth(person):
-                surname = person.split(",")[0]
+            top = _strip_groups_depth(person, keep_braces=True)
+            if "," in top:
+                surname = person[: top.index(",")]
+            elif " " in top.strip():
+                surname = person[top.rstrip().rindex(" ") + 1 :]
             else:
-                parts = person.rsplit(" ", 1)
-                surname = parts[-1]
+                surname = person
             surnames.append(_plain(surname))
         if "others" in surnames:
             surnames = [s for s in surnames if s != "others"] + ["x", "y"]
@@ -659,17 +666,27 @@ def parse_bib(text: str) -> dict[str, tuple[str, str]]:
     return found
 
 
-def _strip_groups_depth(s: str) -> str:
-    """s with the inside of brace groups removed (so a comma inside {..} is not a separator)."""
+def _strip_groups_depth(s: str, keep_braces: bool = False) -> str:
+    """s with brace groups blanked out (so a comma or blank inside {..} is not a separator).
+
+    With ``keep_braces`` the result has the same length as s (group contents become ``_``), so
+    indexes found in it are valid in s.
+    """
     out = []
     depth = 0
     for c in s:
         if c == "{":
             depth += 1
+            if keep_braces:
+                out.append("_")
         elif c == "}":
             depth = max(0, depth - 1)
+            if keep_braces:
+                out.append("_")
         elif depth == 0:
             out.append(c)
+        elif keep_braces:
+            out.append("_")
     return "".join(out)
 
 
@@ -736,7 +753,7 @@ _UNWRAP = {
     "fbox": ("m", 0), "framebox": ("oom", 2), "text": ("m", 0), "textsuperscript": ("m", 0),
     "textsubscript": ("m", 0), "href": ("mm", 1), "hyperref": ("om", 1),
     "hyperlink": ("mm", 1), "hypertarget": ("mm", 1), "textcolor": ("om m", 2),
-    "colorbox": ("om m", 2), "added": ("m", 0), "replaced": ("mm", 1), "edit": ("m", 0),
+    "colorbox": ("om m", 2), "added": ("m", 0), "replaced": ("mm", 1),
     "highlight": ("m", 0), "hl": ("m", 0), "texorpdfstring": ("mm", 1), "nolinkurl": ("m", 0),
     "object": ("om", 1), "dataset": ("om", 1), "sbox": ("mm", 1), "parbox": ("oomm", 3),
     "centerline": ("m", 0), "enquote": ("m", 0), "foreignlanguage": ("mm", 1),
@@ -922,7 +939,7 @@ class _Converter:
                     out.append("“")
                     i += 2
                 else:
-                    out.append("‘")
+                    out.append("'")
                     i += 1
             elif c == "'":
                 if s.startswith("''", i):
@@ -1003,7 +1020,7 @@ class _Converter:
         if handler is not None:
             return s, handler(s, end, out)
         if name == "ifmmode":
-            return _resolve_ifmmode(s[i:], math=False), 0
+            return _resolve_ifmmode(s[i:], math=False, first_only=True), 0
         if name in _SECTION_LEVELS:
             return s, self.heading(s, name, end, out)
         if name in _PAREN_CITES or name in _TEXT_CITES:
@@ -1089,8 +1106,8 @@ class _Converter:
         args, j = _read_args(s, end, "som")
         star, title_tex = args[0], args[2] or ""
         level = _SECTION_LEVELS[name]
-        title = self.inline(title_tex)
-        if _REF_TITLE.match(title) or (_ACK_TITLE.match(title) and not self.config.keep_acknowledgments):
+        plain_title = re.sub(r"\\label\s*\{[^}]*\}", "", title_tex)
+        if _REF_TITLE.match(plain_title) or (_ACK_TITLE.match(plain_title) and not self.config.keep_acknowledgments):
             stop = _SECTION_STOP.search(s, j)
             return stop.start() if stop else len(s)
         if not star and level <= 3:
@@ -1101,6 +1118,7 @@ class _Converter:
             first = chr(ord("A") + self.sections[0] - 1) if self.appendix and self.sections[0] <= 26 else str(self.sections[0])
             number = ".".join([first, *(str(x) for x in self.sections[1 : idx + 1])])
             self.target = ("appendix" if self.appendix and level == 1 else "section", number)
+        title = self.inline(title_tex)
         if title:
             out.append(f"\n\n{'#' * level} {title}\n\n")
         return j
@@ -1194,7 +1212,7 @@ class _Converter:
 
     def cmd_url(self, s: str, end: int, out: list[str]) -> int:
         arg, j = _read_arg(s, end)
-        out.append(self.protect(arg.strip()))
+        out.append(self.protect(re.sub(r"\\([_#%&~$])", r"\1", arg.strip())))
         return j
 
     def cmd_doi(self, s: str, end: int, out: list[str]) -> int:
@@ -1317,7 +1335,8 @@ class _Converter:
 
     def ref(self, s: str, name: str, end: int, out: list[str]) -> int:
         args, j = _read_args(s, end, "sm")
-        labels = [lab.strip() for lab in (args[1] or "").split(",") if lab.strip()]
+        raw = args[1] or ""
+        labels = [lab.strip() for lab in (raw.split(",") if name in ("cref", "Cref") else [raw]) if lab.strip()]
         typed = name.lower() in ("autoref", "cref", "vref")
         parts = []
         for lab in labels:
@@ -1460,7 +1479,7 @@ class _Converter:
         s = re.sub(r" *\n *", "\n", s)
         s = re.sub(r"\n{3,}", "\n\n", s)
         s = re.sub(r"\(\s*[,;]?\s*\)|\[\s*\]", "", s)  # empty brackets left by dropped items
-        s = re.sub(r"(?<=\S) +([,.;:)])", r"\1", s)
+        s = re.sub(r"(?<=\S) +([,.;:)])(?=\s|$)", r"\1", s)
         s = re.sub(r"\( +", "(", s)
         s = re.sub(r" {2,}", " ", s)
         s = self.move_footnotes(s)
@@ -1473,7 +1492,8 @@ class _Converter:
         for para in s.split("\n\n"):
             notes = [m.group(1).strip() for m in pat.finditer(para)]
             para = pat.sub("", para)
-            para = re.sub(r" +([,.;:])", r"\1", para).strip()
+            para = re.sub(r" +([,.;:])(?=\s|$)", r"\1", para)
+            para = re.sub(r" {2,}", " ", para).strip()
             if para:
                 paragraphs.append(para)
             paragraphs.extend(n for n in notes if n)
