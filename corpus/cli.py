@@ -22,7 +22,7 @@ from corpus.run.secrets import install_log_redaction
 from corpus.run.stage import Stage, absolutize, get_stage
 
 # verb -> stage name, for the stage verbs; nested groups (e.g. curate clean) use "group step".
-STAGE_VERBS: dict[str, str] = {"ingest": "ingest"}
+STAGE_VERBS: dict[str, str] = {"ingest": "ingest", "extract": "extract"}
 
 # verb -> (help, add_arguments, handler) for verbs that are not one stage (e.g. `text`).
 EXTRA_VERBS: dict[str, tuple[str, Callable, Callable]] = {}
@@ -43,7 +43,9 @@ def _field_type(annotation):
         return json.loads, None, False
     if annotation in (int, float, str, bool):
         return annotation, None, False
-    return str, None, False
+    if annotation is typing.Any:
+        return str, None, False
+    return None, None, False  # nested configs (dataclasses, models): set them with --config
 
 
 def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel], prefix: str = "") -> None:
@@ -51,6 +53,8 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel], p
     for name, field in model.model_fields.items():
         flag = "--" + (prefix + name).replace("_", "-")
         typ, choices, is_list = _field_type(field.annotation)
+        if typ is None:
+            continue
         default = field.get_default(call_default_factory=True)
         help_text = f"{field.description or ''} (default: {default!r})"
         dest = prefix + name
@@ -88,7 +92,7 @@ def executor_from(args: argparse.Namespace, base: dict | None = None) -> Executo
 def _stage_parser(sub, verb: str, stage_cls: type[Stage]) -> None:
     p = sub.add_parser(verb, help=stage_cls.description, description=stage_cls.description)
     p.add_argument("--out", required=True, help="output folder of the run (manifest.json goes there)")
-    p.add_argument("--config", help="YAML file with the stage's config (options given here override it)")
+    p.add_argument("--config", help="YAML file with the stage's config, nested options included (options given here override it)")
     add_model_options(p, stage_cls.config_class)
     add_executor_options(p)
     p.set_defaults(handler=lambda a, cls=stage_cls: _run_stage_verb(a, cls))
@@ -155,6 +159,55 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not args.quiet:
         print("verify: every input and output matches the manifest")
     return 0
+
+
+def cmd_text(args: argparse.Namespace) -> int:
+    """Print one paper's extracted text to stdout and its provenance to stderr."""
+    from corpus.extract.document import LATEX_KINDS, ExtractOptions, extract_paper
+    from corpus.ingest.archives import HEAD_BYTES, sniff_source_kind
+
+    path = Path(args.path)
+    if not path.exists():
+        print(f"sagecorpus text: {path}: no such file or folder", file=sys.stderr)
+        return 2
+    if path.is_dir():
+        kind = "folder"
+    else:
+        with path.open("rb") as f:
+            head = f.read(HEAD_BYTES)
+        kind = sniff_source_kind(head)
+    options = ExtractOptions()
+    if kind == "pdf":
+        doc = extract_paper(pdf=str(path), options=options)
+    elif kind in LATEX_KINDS:
+        doc = extract_paper(source=str(path), source_kind=kind, options=options)
+    else:
+        print(f"sagecorpus text: {path}: refused: it is {kind}, not a PDF or a LaTeX source", file=sys.stderr)
+        return 2
+    if doc.failed:
+        print(f"sagecorpus text: {path}: no text: {doc.reason}" + (f" ({doc.notes[-1]})" if doc.notes else ""), file=sys.stderr)
+        return 1
+    sys.stdout.write(doc.text.rstrip("\n") + "\n")
+    print(f"# {path}: {doc.extractor} ({doc.reason}), {len(doc.text)} characters", file=sys.stderr)
+    for page in doc.pages:
+        flags = ",".join(page["flags"]) or "-"
+        ocr = f"  NEEDS OCR: {page['reason']}" if page["reason"] else ""
+        print(f"#   page {page['page']:>3}: {page['extractor']}, {page['chars']} chars, garbled {page['garbled']:.2f}, flags {flags}{ocr}", file=sys.stderr)
+    if doc.latex_files:
+        print(f"#   latex files: {', '.join(doc.latex_files)}", file=sys.stderr)
+    for note in doc.notes:
+        print(f"#   note: {note}", file=sys.stderr)
+    return 0
+
+
+def _text_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="a PDF, a .tex file, a source bundle (.tar/.gz) or a folder of sources")
+
+
+EXTRA_VERBS["text"] = (
+    "print one paper's extracted text (provenance per page on stderr); the first check of extraction",
+    _text_args, cmd_text,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

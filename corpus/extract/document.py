@@ -1,0 +1,122 @@
+"""One paper's files in, one document out: LaTeX source when it converts, else the PDF text layer.
+
+:func:`extract_paper` is the per-paper logic that the ``extract`` stage runs over a corpus and
+``sagecorpus text`` runs on one file. It knows nothing of datasets or executors; it reads the files
+(local paths or fsspec URLs, tar members included), and never raises for a bad paper: the result
+says which extractor produced the text and why, or why there is none.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import fsspec
+
+from corpus.extract.latex import LatexConfig, convert_source
+from corpus.extract.pdf import PdfError, PdfExtractConfig, extract_pdf, page_rows
+from corpus.ingest.archives import ArchiveError, ArchiveLimits, unpack_source
+from corpus.ingest.latex_source import LatexError
+from corpus.ingest.sources import storage_options_for
+
+#: source kinds that hold LaTeX
+LATEX_KINDS = ("tar", "gzip_tex", "tex", "folder")
+
+
+@dataclass
+class ExtractOptions:
+    """How one paper is extracted (the stage's config carries the same fields)."""
+
+    prefer: str = "latex"
+    """``latex``: use the source when it converts, else the PDF; ``pdf``: the PDF when there is one."""
+    min_latex_chars: int = 500
+    """LaTeX output shorter than this (a stub, a cover letter) falls back to the PDF."""
+    latex: LatexConfig = field(default_factory=LatexConfig)
+    pdf: PdfExtractConfig = field(default_factory=PdfExtractConfig)
+    limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    storage_options: dict = field(default_factory=dict)
+
+
+@dataclass
+class ExtractedDocument:
+    """The text of one paper and where each part of it came from."""
+
+    text: str | None
+    extractor: str  # latex, pdf or none
+    reason: str
+    n_pages: int = 0
+    pages: list[dict] = field(default_factory=list)  # rows of schemas.PAGE
+    input_sha256: str | None = None
+    notes: list[str] = field(default_factory=list)  # fallbacks, refused members, converter remarks
+    latex_files: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.text is None
+
+
+def read_bytes(url: str, storage_options: dict | None = None) -> bytes:
+    with fsspec.open(url, "rb", **storage_options_for(url, storage_options)) as f:
+        return f.read()
+
+
+def extract_latex(source: str, kind: str, options: ExtractOptions) -> tuple[str, list[str], list[str]]:
+    """Unpack a source bundle safely into a temporary folder and convert it.
+
+    Returns (text, files used, notes); raises ``LatexError`` or ``ArchiveError``.
+    """
+    with tempfile.TemporaryDirectory(prefix="sagecorpus-src-") as tmp:
+        if kind == "folder" and Path(source).is_dir():
+            unpacked = unpack_source(source, tmp, options.limits)
+        else:
+            name = source.rsplit("/", 1)[-1]
+            unpacked = unpack_source(read_bytes(source, options.storage_options), tmp, options.limits, name=name)
+        notes = [f"refused member {m.name}: {m.reason}" for m in unpacked.refused]
+        if unpacked.kind not in LATEX_KINDS:
+            raise LatexError(source, "not_latex", f"source is {unpacked.kind}")
+        text, tree = convert_source(unpacked.dest, options.latex)
+        return text, tree.files_used, notes + tree.problems
+
+
+def extract_paper(
+    source: str | None = None, source_kind: str | None = None, pdf: str | None = None,
+    pdf_sha256: str | None = None, source_sha256: str | None = None, options: ExtractOptions | None = None,
+) -> ExtractedDocument:
+    """Extract one paper from its LaTeX source and/or PDF (paths or fsspec URLs)."""
+    options = options or ExtractOptions()
+    notes: list[str] = []
+    fallback = "no_latex_source" if source is None else f"source_is_{source_kind}"
+    use_latex = source is not None and source_kind in LATEX_KINDS and (options.prefer == "latex" or pdf is None)
+    if use_latex:
+        try:
+            text, files, latex_notes = extract_latex(source, source_kind, options)
+            notes += latex_notes
+            if len(text) >= options.min_latex_chars or pdf is None:
+                return ExtractedDocument(text, "latex", "latex_source", input_sha256=source_sha256,
+                                         notes=notes, latex_files=files)
+            fallback = "latex_too_short"
+            notes.append(f"latex output has {len(text)} characters (< {options.min_latex_chars}); used the PDF")
+        except (LatexError, ArchiveError) as e:
+            fallback = f"latex_failed:{e.reason}"
+            notes.append(f"latex conversion failed, used the PDF: {e}")
+        except OSError as e:
+            fallback = "latex_unreadable"
+            notes.append(f"latex source unreadable, used the PDF: {source}: {e}")
+    elif source is not None and source_kind in LATEX_KINDS:
+        fallback = "pdf_preferred"
+    if pdf is None:
+        reason = fallback if source is not None else "no_files"
+        return ExtractedDocument(None, "none", reason, notes=notes)
+    try:
+        data = read_bytes(pdf, options.storage_options)
+        result = extract_pdf(data, options.pdf, name=pdf)
+    except PdfError as e:
+        notes.append(str(e))
+        return ExtractedDocument(None, "none", f"pdf_failed:{e.reason}", input_sha256=pdf_sha256, notes=notes)
+    except OSError as e:
+        notes.append(f"{pdf}: unreadable: {e}")
+        return ExtractedDocument(None, "none", "pdf_unreadable", input_sha256=pdf_sha256, notes=notes)
+    text, pages = page_rows(result)
+    return ExtractedDocument(text, "pdf", fallback, n_pages=result.n_pages, pages=pages,
+                             input_sha256=pdf_sha256, notes=notes)
