@@ -50,8 +50,8 @@ def test_defaults_keep_every_clean_fixture_paper(fixture_texts):
 def test_math_and_braces_are_not_penalised():
     math = (r"We solve $\nabla^2 \Phi = 4\pi G \rho$ with \begin{equation} \frac{d^2 r}{dt^2} = "
             r"-\frac{G M_{\odot}}{r^2} + \left(\frac{L}{r}\right)^{2} \end{equation} and {\it see} {[}1{]}. ")
-    text = (PROSE + math) * 40
-    keep, reason, scores = heuristic_check(text)
+    text = (PROSE + math) * 40  # repeated on purpose: only the brace/symbol handling is tested here
+    keep, reason, scores = heuristic_check(text, HeuristicConfig(max_duplicate_ngram_fraction=None))
     assert keep, (reason, scores)
     assert scores["garbled_fraction"] == 0.0
 
@@ -71,8 +71,12 @@ def test_garbled_extraction_dropped():
 
 def test_repetition_loop_dropped():
     loop = "the flux of the source is " * 400
-    keep, reason, _ = heuristic_check(PROSE * 20 + loop)
-    assert (keep, reason) == (False, "repetitive")
+    keep, reason, scores = heuristic_check(PROSE * 2 + loop)
+    assert (keep, reason) == (False, "repetitive") and scores["duplicate_ngram_fraction"] > 0.9
+    # the OCR collapsers' score (shared with the OCR stage) is an optional second rule
+    cfg = HeuristicConfig(max_duplicate_ngram_fraction=None, max_repetition=0.2)
+    keep, reason, scores = heuristic_check(PROSE * 2 + loop, cfg)
+    assert (keep, reason) == (False, "repetitive_ocr") and scores["repetition"] > 0.2
 
 
 def test_numbers_only_dropped():

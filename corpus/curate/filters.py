@@ -10,9 +10,11 @@ equations and whole papers. None of them is here. The heuristics are:
   layer) — all signs of a failed extraction, none of them present in math;
 * **alphabetic tokens**: at least ``min_alpha_token_fraction`` of the tokens contain a letter (tables
   of numbers pass; a dump of digits or binary noise does not);
-* **repetition**: the share of characters removed by the OCR repetition collapsers
-  (:func:`corpus.extract.repetition.repetition_score`, shared with the OCR stage), and the share of
-  characters in exactly repeated lines.
+* **repetition**: the share of word 10-grams that occur more than once in the document (vectorised
+  over word hashes, Gopher-style but calibrated on papers), and the share of characters in exactly
+  repeated lines. Optionally (``max_repetition``, off by default because it costs ~10x more) the
+  share of characters the OCR repetition collapsers would remove
+  (:func:`corpus.extract.repetition.repetition_score`, shared with the OCR stage).
 
 The defaults keep every clean fixture paper (PDF text layers, LaTeX sources and unarXive full texts);
 ``tests/test_filters.py`` checks that.
@@ -24,6 +26,10 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+
+import numpy as np
+
+from corpus.curate import text as T
 
 
 class EmptyOutputError(RuntimeError):
@@ -56,7 +62,7 @@ _MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]{0,400}\$|\\\[.*?\\\]|\\begin\{(equatio
                    re.DOTALL)
 
 
-def language(text: str, max_chars: int = 20_000) -> tuple[str, float]:
+def language(text: str, max_chars: int = 5_000) -> tuple[str, float]:
     """``(ISO 639-1 code, probability)`` of the text's language by py3langid (its bundled model).
 
     Math spans are removed first and at most ``max_chars`` characters from the middle of the text
@@ -79,7 +85,7 @@ class LanguageConfig:
 
     languages: tuple[str, ...] = field(default=("en",), metadata={"help": "ISO 639-1 codes to keep"})
     min_prob: float = field(default=0.5, metadata={"help": "minimum py3langid probability"})
-    max_chars: int = field(default=20_000, metadata={"help": "characters classified (from the middle)"})
+    max_chars: int = field(default=5_000, metadata={"help": "characters classified (from the middle)"})
 
 
 def language_check(text: str, config: LanguageConfig = LanguageConfig()) -> tuple[bool, str | None, dict]:
@@ -114,16 +120,25 @@ class HeuristicConfig:
         default=0.05, metadata={"help": "maximum fraction of garbled tokens (see module docstring)"})
     min_alpha_token_fraction: float | None = field(
         default=0.5, metadata={"help": "minimum fraction of tokens containing a letter"})
+    max_duplicate_ngram_fraction: float | None = field(
+        default=0.25, metadata={"help": "maximum share of word 10-grams occurring more than once"})
     max_repetition: float | None = field(
-        default=0.2, metadata={"help": "maximum share of characters removed by the repetition collapsers"})
+        default=None, metadata={"help": "maximum share of characters removed by the OCR repetition collapsers (slow)"})
     max_duplicate_line_fraction: float | None = field(
         default=0.3, metadata={"help": "maximum share of characters in exactly repeated lines"})
 
 
-def heuristic_scores(text: str) -> dict:
-    """The measurements the heuristics threshold (all cheap except ``repetition``)."""
-    from corpus.extract.repetition import repetition_score
+def duplicate_ngram_fraction(text: str, n: int = 10) -> float:
+    """Share of the word ``n``-grams of ``text`` that occur more than once in it (0 for short texts)."""
+    wh = T.word_hashes(T.words(text))
+    if len(wh) < n + 1:
+        return 0.0
+    _, inverse, counts = np.unique(T.ngram_hashes(wh, n), return_inverse=True, return_counts=True)
+    return float(np.mean(counts[inverse] > 1))
 
+
+def heuristic_scores(text: str, with_repetition_score: bool = False) -> dict:
+    """The measurements the heuristics threshold (``repetition`` only when asked: it is the slow one)."""
     tokens = text.split()
     n = len(tokens)
     lines = [ln.strip() for ln in text.split("\n")]
@@ -131,18 +146,23 @@ def heuristic_scores(text: str) -> dict:
     line_chars = sum(map(len, lines))
     counts = Counter(lines)
     dup_chars = sum(len(ln) * (c - 1) for ln, c in counts.items() if c > 1)
-    return {
+    scores = {
         "words": n,
         "garbled_fraction": (sum(1 for t in tokens if _GARBLED.search(t)) / n) if n else 0.0,
         "alpha_token_fraction": (sum(1 for t in tokens if _HAS_LETTER.search(t)) / n) if n else 0.0,
-        "repetition": repetition_score(text) if n else 0.0,
+        "duplicate_ngram_fraction": duplicate_ngram_fraction(text),
         "duplicate_line_fraction": dup_chars / line_chars if line_chars else 0.0,
     }
+    if with_repetition_score:
+        from corpus.extract.repetition import repetition_score
+
+        scores["repetition"] = repetition_score(text) if n else 0.0
+    return scores
 
 
 def heuristic_check(text: str, config: HeuristicConfig = HeuristicConfig()) -> tuple[bool, str | None, dict]:
     """``(keep, reason, scores)``; ``reason`` names the first rule that failed, ``None`` when kept."""
-    s = heuristic_scores(text)
+    s = heuristic_scores(text, with_repetition_score=config.max_repetition is not None)
     rounded = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in s.items()}
     c = config
     if c.min_words is not None and s["words"] < c.min_words:
@@ -153,8 +173,10 @@ def heuristic_check(text: str, config: HeuristicConfig = HeuristicConfig()) -> t
         return False, "garbled", rounded
     if c.min_alpha_token_fraction is not None and s["alpha_token_fraction"] < c.min_alpha_token_fraction:
         return False, "few_alphabetic_tokens", rounded
-    if c.max_repetition is not None and s["repetition"] > c.max_repetition:
+    if c.max_duplicate_ngram_fraction is not None and s["duplicate_ngram_fraction"] > c.max_duplicate_ngram_fraction:
         return False, "repetitive", rounded
+    if c.max_repetition is not None and s["repetition"] > c.max_repetition:
+        return False, "repetitive_ocr", rounded
     if c.max_duplicate_line_fraction is not None and s["duplicate_line_fraction"] > c.max_duplicate_line_fraction:
         return False, "duplicate_lines", rounded
     return True, None, rounded
