@@ -1,0 +1,126 @@
+"""The ingest and extract stages on real fixtures and on broken input: every paper keeps a row."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from corpus.cli import main
+from corpus.run.executor import ExecutorConfig
+from corpus.run.recipe import Recipe, Step, run_recipe
+from schemas import DECISION, DOCUMENT, PAPER, read_polars
+
+
+def run(tmp_path, steps, name="out"):
+    recipe = Recipe(steps=[Step(stage=s, config=c) for s, c in steps], executor=ExecutorConfig(tasks=2, quiet=True))
+    run_recipe(recipe, tmp_path / name)
+    return tmp_path / name
+
+
+def decisions(out, stage):
+    return read_polars(out / f"decisions/{stage}.parquet", DECISION)
+
+
+def test_fixture_metadata_with_category_and_date_filters(fixtures, tmp_path):
+    meta = tmp_path / "meta.jsonl"
+    lines = (fixtures / "metadata" / "arxiv_kaggle_metadata_head100.jsonl").read_text().splitlines()
+    meta.write_text("\n".join(lines[:50] + ['{"id": "0704.9999", "broken json'] + lines[50:]) + "\n")
+    out = run(tmp_path, [("ingest", {"metadata": [str(meta)], "categories": ["astro-ph*"], "require_files": False})])
+    papers = read_polars(out / "papers.parquet", PAPER)
+    assert sorted(papers["paper_id"]) == ["0704.0009", "0704.0017", "0704.0023", "0704.0044", "0704.0048",
+                                          "0704.0059", "0704.0080", "0704.0094"]
+    failed = decisions(out, "ingest").filter(decisions(out, "ingest")["action"] == "failed")
+    assert failed.height == 1 and failed["reason"].item() == "malformed_metadata_line"
+    assert json.loads(failed["detail"].item())["line"] == 51
+    gr = run(tmp_path, [("ingest", {"metadata": [str(meta)], "categories": ["gr-qc"], "include_cross_lists": False,
+                                    "require_files": False})], "gr")
+    assert read_polars(gr / "papers.parquet", PAPER)["categories"].list.first().to_list() == ["gr-qc"] * read_polars(gr / "papers.parquet", PAPER).height
+    dated = run(tmp_path, [("ingest", {"metadata": [str(meta)], "since": "2007-04-02", "until": "2007-04-02",
+                                       "require_files": False})], "dated")
+    assert all(str(d) == "2007-04-02" for d in read_polars(dated / "papers.parquet", PAPER)["submitted"])
+
+
+def test_files_without_metadata_are_named_by_hash_or_dropped_with_a_reason(fixtures, tmp_path):
+    pdfs = tmp_path / "pdf"
+    pdfs.mkdir()
+    shutil.copy(fixtures / "pdf" / "hwobows_vaughan2023_mnras.pdf", pdfs / "2301.00001v1.pdf")
+    shutil.copy(fixtures / "pdf" / "hwobows_vaughan2023_mnras.pdf", pdfs / "copy.pdf")  # same bytes, no id
+    meta = tmp_path / "m.jsonl"
+    meta.write_text(json.dumps({"id": "0704.0001", "categories": "astro-ph", "title": "t", "abstract": "a",
+                                "versions": [{"version": "v1", "created": "Mon, 2 Apr 2007 19:18:42 GMT"}]}) + "\n")
+    out = run(tmp_path, [("ingest", {"pdfs": [str(pdfs)], "metadata": [str(meta)]})])
+    papers = read_polars(out / "papers.parquet", PAPER)
+    assert papers.height == 1 and papers["paper_id"].item().startswith("sha256:")
+    assert "no_metadata" in papers["flags"].item() and papers["title"].item()
+    reasons = sorted(decisions(out, "ingest")["reason"])
+    assert reasons == ["duplicate_file", "ingested", "no_files"]
+    dropped = run(tmp_path, [("ingest", {"pdfs": [str(pdfs)], "metadata": [str(meta)], "unmatched_files": "drop"})], "drop")
+    assert "no_matching_metadata" in set(decisions(dropped, "ingest")["reason"])
+
+
+def _tar_gz(files: dict[str, bytes]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+def test_extract_prefers_latex_falls_back_to_pdf_and_records_failures(fixtures, tmp_path):
+    src, pdf = tmp_path / "src", tmp_path / "pdf"
+    src.mkdir(), pdf.mkdir()
+    shutil.copy(fixtures / "latex" / "legwork_2022" / "legwork_arxiv_src_dataonly.tar.gz", src / "2208.00001.gz")
+    shutil.copy(fixtures / "pdf" / "legwork_wagg2022_aastex631_twocol.pdf", pdf / "2208.00001v1.pdf")
+    # a source with no \documentclass anywhere cannot convert: the PDF is used, and the row says why
+    (src / "2208.00002.gz").write_bytes(_tar_gz({"notes.txt": b"just a readme"}))
+    shutil.copy(fixtures / "pdf" / "corrfunc_sinha2016_elsarticle.pdf", pdf / "2208.00002v1.pdf")
+    (pdf / "2208.00003v1.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    (src / "2208.00004.gz").write_bytes(gzip.compress(b"%!PS-Adobe-2.0\n%%Pages: 1\nshowpage\n"))
+    out = run(tmp_path, [("ingest", {"pdfs": [str(pdf)], "sources": [str(src)]}), ("extract", {})])
+    docs = {r["paper_id"]: r for r in read_polars(out / "documents.parquet", DOCUMENT).iter_rows(named=True)}
+    papers = {r["paper_id"]: r for r in read_polars(out / "papers.parquet", PAPER).iter_rows(named=True)}
+    assert papers["sha256:" + _sha(src / "2208.00004.gz")]["source_kind"] == "postscript"
+    legwork = next(d for d in docs.values() if d["text"] and "LEGWORK" in d["text"][:200])
+    assert legwork["extractor"] == "latex" and legwork["reason"] == "latex_source"
+    corrfunc = next(d for d in docs.values() if d["text"] and "Corrfunc" in d["text"])
+    assert corrfunc["extractor"] == "pdf" and corrfunc["reason"].startswith("latex_failed:")
+    assert corrfunc["n_pages"] == 12 and len(corrfunc["pages"]) == 12
+    failed = [d for d in docs.values() if d["text"] is None]
+    assert {d["reason"] for d in failed} == {"pdf_failed:corrupt", "source_is_postscript"}
+    dec = decisions(out, "extract")
+    assert dec.height == len(docs) == 4 and (dec["action"] == "failed").sum() == 2
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_text_command_prints_text_and_provenance(fixtures, capsys):
+    assert main(["text", str(fixtures / "pdf" / "hwobows_vaughan2023_mnras.pdf")]) == 0
+    captured = capsys.readouterr()
+    assert "Habitable Worlds Observatory" in captured.out
+    assert "page   1: pymupdf" in captured.err
+    assert main(["text", str(fixtures / "latex" / "aastex63_sample" / "sample63.tex")]) == 0
+    assert "latex (latex_source)" in capsys.readouterr().err
+
+
+def test_text_command_refuses_with_one_line(tmp_path, capsys):
+    junk = tmp_path / "x.bin"
+    junk.write_bytes(bytes(range(256)) * 4)
+    assert main(["text", str(junk)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "x.bin" in err[0] and "refused" in err[0]
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7\n" + b"\x00" * 100)
+    assert main(["text", str(broken)]) == 1
+    assert "broken.pdf" in capsys.readouterr().err
