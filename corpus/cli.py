@@ -7,6 +7,7 @@ description as help, so Python, YAML recipes and the command line share one defi
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 import types
@@ -45,6 +46,8 @@ def _field_type(annotation):
         return annotation, None, False
     if annotation is typing.Any:
         return str, None, False
+    if annotation is datetime.date:
+        return datetime.date.fromisoformat, None, False
     return None, None, False  # nested configs (dataclasses, models): set them with --config
 
 
