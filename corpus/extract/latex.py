@@ -52,7 +52,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -741,7 +741,8 @@ _DROP = {
     "today": "", "bibpunct": "omm", "citestyle": "m", "setcitestyle": "m", "ion": "",
     "faGithub": "", "affiliations": "", "acknowledgmentsfalse": "", "nodata": "",
     "begingroup": "", "endgroup": "", "makeatletter": "", "makeatother": "", "par": "",
-    "newline": "", "and": "", "AND": "", "keyword": "", "PACS": "m", "received_": "",
+    "newline": "", "and": "", "AND": "", "PACS": "m", "input": "m", "include": "m",
+    "includeonly": "m", "subfile": "m", "import": "mm", "subimport": "mm",
 }  # fmt: skip
 
 # Commands replaced by the text of one argument: name -> (spec, index of the argument kept)
