@@ -204,7 +204,7 @@ def test_end_to_end_routed_pipeline_on_fixtures(models, fixtures, tmp_path):
     reqs = [PageRequest(papers[pid], d.page - 1, (pid, d.page)) for pid, ds in decisions.items() for d in ds if d.use_ocr]
     assert len(reqs) == 2 + 6
 
-    o = ocr(models["random"], batch_size=3, max_new_tokens=16, render_workers=1)
+    o = ocr(models["random"], batch_size=3, max_new_tokens=16)
     results = list(o.ocr_pages(reqs))
     assert len(results) == len(reqs)
     # an untrained model's output is never accepted as text
