@@ -74,6 +74,16 @@ def test_normalisation_ignores_case_punctuation_ligatures():
     assert T.content_hash("dark matter") != T.content_hash("dark energy")
 
 
+def test_word_hash_cache_is_bounded_and_stable():
+    small = T.WordHasher(max_cache=5)
+    ws = [b"a", b"b", b"c", b"d"]
+    first = small.hash(ws)
+    again = small.hash([b"e", b"f", b"a", b"b"])  # overflows the cache: it is dropped and refilled
+    assert len(small._cache) <= 5
+    assert again[2:].tolist() == first[:2].tolist()
+    assert np.array_equal(T.WordHasher().hash(ws), first)
+
+
 def test_signatures_parallel_equals_serial():
     texts = [_paper(i, 400) for i in range(6)]
     assert np.array_equal(signatures(texts, CFG, workers=2, chunk=2), signatures(texts, CFG))

@@ -74,6 +74,7 @@ class WordHasher:
         if missing:
             if len(cache) + len(missing) > self.max_cache:
                 cache.clear()
+                missing = set(ws)
             for w in missing:
                 cache[w] = int.from_bytes(hashlib.blake2b(w, digest_size=8).digest(), "little")
         return np.fromiter(map(cache.__getitem__, ws), dtype=np.uint64, count=len(ws))
