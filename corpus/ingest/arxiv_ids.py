@@ -33,6 +33,7 @@ OLD_ARCHIVES: frozenset[str] = frozenset(
 # Extensions stripped from a file name before parsing (only these: '.0001' in '0704.0001' is not one).
 _EXTENSIONS = (".gz", ".pdf", ".tar", ".tex", ".ps", ".html", ".htm", ".abs", ".json", ".txt", ".xml", ".tgz", ".zip")
 
+_EXT_RE = re.compile("(?:" + "|".join(re.escape(e) for e in _EXTENSIONS) + ")+$", re.I)
 _ARCHIVE = r"(?P<archive>[a-z]+(?:-[a-z]+)?)(?:\.[A-Za-z]{2})?"
 _OLD_NUM = r"(?P<num>\d{7})"
 _VERSION = r"(?P<version>v[1-9]\d*)?"
@@ -71,13 +72,7 @@ def _old(archive: str, num: str, version: str | None) -> tuple[str, str | None] 
 
 
 def _strip_extensions(name: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for ext in _EXTENSIONS:
-            if name.lower().endswith(ext) and len(name) > len(ext):
-                name, changed = name[: -len(ext)], True
-    return name
+    return _EXT_RE.sub("", name) or name
 
 
 def parse_arxiv_id(name: str) -> tuple[str, str | None] | None:

@@ -18,6 +18,9 @@ line it cannot read; it never raises for one bad line.
 Duplicates: the snapshot may list an id twice. One row per id is kept: the one with the most
 versions, then the latest last-version date, then the later line. See ``dedup`` on
 :func:`read_metadata` for how this stays memory-bounded.
+
+Only lines that pass the category filter are validated in full; a line whose JSON is broken is
+always reported, a well-formed record of another category is skipped without further checks.
 """
 
 from __future__ import annotations
@@ -151,7 +154,7 @@ def _clean(value: Any, field_name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise RecordError(f"field {field_name!r} is {type(value).__name__}, expected a string")
-    value = _WS.sub(" ", value).strip()
+    value = " ".join(value.split())
     return value or None
 
 
@@ -228,6 +231,17 @@ def parse_record(obj: Any, *, line: int = 0) -> MetadataRecord:
     )
 
 
+def _may_match(obj: Any, flt: MetadataFilter) -> bool:
+    """Cheap category pre-check before the full parse: False only for a well-formed category
+    string that fails the filter (such records are skipped without being validated further)."""
+    if isinstance(obj, dict) and "id" not in obj and isinstance(obj.get("metadata"), dict):
+        obj = obj["metadata"]
+    cats = obj.get("categories") if isinstance(obj, dict) else None
+    if not isinstance(cats, str) or not cats.split():
+        return True  # let parse_record report what is wrong
+    return flt.matches_categories(cats.split())
+
+
 def _rank(rec: MetadataRecord) -> tuple[int, date, int]:
     """Which of two rows for one id wins: most versions, then latest update, then later line."""
     return (version_number(rec.version), rec.updated, rec.line)
@@ -259,7 +273,11 @@ def _parse_lines(
             stats.blank += 1
             continue
         try:
-            rec = parse_record(json.loads(raw), line=n)
+            obj = json.loads(raw)
+            if not _may_match(obj, flt):
+                stats.parsed += 1
+                continue
+            rec = parse_record(obj, line=n)
         except UnicodeDecodeError as e:
             stats.errors += 1
             yield MetadataError(path, n, f"not UTF-8: {e.reason} at byte {e.start}")
