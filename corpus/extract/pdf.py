@@ -281,7 +281,9 @@ class _RawPage:
 
 
 def _read_page(page: pymupdf.Page) -> _RawPage:
-    rect = page.rect
+    # text coordinates are those of the unrotated page: a landscape (/Rotate 90) page keeps its
+    # running head at the top of the cropbox, not of page.rect
+    rect = page.cropbox
     w, h = max(rect.width, 1.0), max(rect.height, 1.0)
     tp = page.get_textpage(flags=_TEXT_FLAGS)
     blocks: list[_Block] = []
@@ -376,9 +378,11 @@ class _Alarm:
         self.seconds = seconds
         self.name = name
         self.active = False
+        self.armed = False
 
     def _handler(self, signum, frame):
-        raise PdfError(self.name, "timeout", f"time limit {self.seconds:g}s exceeded")
+        if self.armed:  # never raise while the alarm is being disarmed
+            raise PdfError(self.name, "timeout", f"time limit {self.seconds:g}s exceeded")
 
     def __enter__(self):
         if (
@@ -387,12 +391,18 @@ class _Alarm:
             and threading.current_thread() is threading.main_thread()
             and signal.getitimer(signal.ITIMER_REAL)[0] == 0  # never clobber a caller's timer
         ):
-            self.previous = signal.signal(signal.SIGALRM, self._handler)
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
             self.active = True
+            self.armed = True
+            self.previous = signal.signal(signal.SIGALRM, self._handler)
+            try:
+                signal.setitimer(signal.ITIMER_REAL, self.seconds)
+            except BaseException:  # a tiny limit can fire before __enter__ returns: restore, re-raise
+                self.__exit__()
+                raise
         return self
 
     def __exit__(self, *exc):
+        self.armed = False
         if self.active:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self.previous)
