@@ -54,7 +54,6 @@ _TRAILING = re.compile(r"[ \t]+\n")
 _BLANKS = re.compile(r"\n{3,}")
 # "galax-\nies": letters, hyphen at line end, lower-case letters on the next line.
 _LINE_HYPHEN = re.compile(r"([^\W\d_]+)-[ \t]*\n[ \t]*([a-z][^\W\d_]*)")
-_WORD = re.compile(r"[^\W\d_]+")
 
 _HEADING_PREFIX = r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\\section\*?\{)?(?:[0-9IVX]+\.?[ \t]+)?"
 _REFERENCES_HEAD = re.compile(_HEADING_PREFIX + r"(?:references?|bibliography|literature cited)\}?[ \t]*:?[ \t]*$",
@@ -79,16 +78,14 @@ def _dehyphenate(text: str) -> tuple[str, int]:
     """
     if "-" not in text:
         return text, 0
-    vocab = set(w.lower() for w in _WORD.findall(text))
-    hyphenated = set(m.lower() for m in re.findall(r"[^\W\d_]+-[^\W\d_]+", text))
+    lower = text.lower()  # substring tests on it: cheap, and exact enough for this heuristic
     n = 0
 
     def repl(m: re.Match[str]) -> str:
         nonlocal n
         a, b = m.group(1), m.group(2)
-        joined = (a + b).lower()
         n += 1
-        if a.isupper() or (f"{a}-{b}".lower() in hyphenated and joined not in vocab):
+        if a.isupper() or (f"{a}-{b}".lower() in lower and (a + b).lower() not in lower):
             return f"{a}-{b}"  # "X-ray", "UV-bright", or a compound the document writes hyphenated
         return a + b
 

@@ -69,6 +69,9 @@ def language(text: str, max_chars: int = 5_000) -> tuple[str, float]:
     are classified (the middle avoids title pages and reference lists). An empty text gives
     ``("und", 0.0)``.
     """
+    if len(text) > 2 * max_chars:  # a window twice the sample, so math removal leaves enough
+        start = (len(text) - 2 * max_chars) // 2
+        text = text[start : start + 2 * max_chars]
     sample = _MATH.sub(" ", text)
     if len(sample) > max_chars:
         start = (len(sample) - max_chars) // 2
