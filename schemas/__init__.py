@@ -20,6 +20,7 @@ from schemas.tables import (
     DOCUMENT,
     EVAL_RESULT,
     GRADE,
+    OCR_PAGE,
     PAGE,
     PAPER,
     QA_PAIR,
@@ -28,7 +29,7 @@ from schemas.tables import (
 )
 
 __all__ = [
-    "ALL_TABLES", "CHUNK", "DECISION", "DOCUMENT", "EVAL_RESULT", "GRADE", "PAGE", "PAPER", "QA_PAIR",
+    "ALL_TABLES", "CHUNK", "DECISION", "DOCUMENT", "EVAL_RESULT", "GRADE", "OCR_PAGE", "PAGE", "PAPER", "QA_PAIR",
     "SFT_EXAMPLE", "SchemaError", "Table", "TableWriter", "count_rows", "iter_batches", "iter_rows",
     "read_polars", "read_table", "sha256_file", "table_of", "validate_schema", "write_table",
 ]

@@ -112,6 +112,24 @@ DECISION = _table(
     ],
 )
 
+OCR_PAGE = _table(
+    "ocr_page", 1, "What Nougat made of one page: kept so that rebuild replays it instead of running the model.",
+    ["paper_id", "page"],
+    [
+        ("paper_id", S, False, "the paper"),
+        ("page", pa.int32(), False, "1-based page number"),
+        ("pdf_sha256", S, True, "sha256 of the PDF the page was rendered from"),
+        ("model_sha256", S, False, "fingerprint of the weights (corpus.extract.nougat.model_fingerprint)"),
+        ("params_sha256", S, False, "sha256 of the generation and rendering parameters"),
+        ("status", S, False, "ok, loop_retried_ok, loop, missing_page, empty, oom or error"),
+        ("reason", S, False, "what happened"),
+        ("text", S, True, "the page's text (null unless status is ok or loop_retried_ok)"),
+        ("tokens", pa.int32(), False, "tokens generated"),
+        ("retried", pa.bool_(), False, "whether the repetition-guarded retry ran"),
+        ("flags", pa.list_(S), False, "notes from post-processing"),
+    ],
+)
+
 CHUNK = _table(
     "chunk", 1, "A window of a document's text for Q&A generation.",
     ["chunk_id"],
@@ -185,5 +203,5 @@ EVAL_RESULT = _table(
 )
 
 ALL_TABLES: dict[str, Table] = {
-    t.name: t for t in (PAPER, DOCUMENT, DECISION, CHUNK, QA_PAIR, GRADE, SFT_EXAMPLE, EVAL_RESULT)
+    t.name: t for t in (PAPER, DOCUMENT, DECISION, OCR_PAGE, CHUNK, QA_PAIR, GRADE, SFT_EXAMPLE, EVAL_RESULT)
 }

@@ -52,7 +52,9 @@ def test_demo_outputs_are_typed_and_complete(demo):
     by_id = dict(zip(docs["paper_id"], docs["extractor"]))
     assert by_id["2401.00001"] == "latex" and by_id["2401.00003"] == "pdf"
     scanned = docs.filter(docs["paper_id"] == "2401.00004")["pages"].item()
-    assert [p["reason"] for p in scanned] == [None, "image_only"]  # the scanned page is flagged for OCR
+    assert scanned[0]["reason"] == "text_layer_ok" and scanned[0]["extractor"] == "pymupdf"
+    # the scanned page is routed to OCR; with no model configured it is recorded, not silently empty
+    assert scanned[1]["reason"].startswith("image_only; nougat not run") and scanned[1]["extractor"] == "none"
     text = docs.filter(docs["paper_id"] == "2401.00002")["text"].item()
     assert "# Methods" in text and "$$" in text and "\\dot{M}" in text  # headings, display math kept
     for stage in ("ingest", "extract"):

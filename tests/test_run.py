@@ -16,7 +16,7 @@ from corpus.cli import main  # noqa: E402
 from corpus.run.executor import ExecutorConfig, shard_bounds  # noqa: E402
 from corpus.run.manifest import Manifest, verify  # noqa: E402
 from corpus.run.recipe import ChangedInputs, Recipe, Step, load_recipe, rebuild, run_recipe  # noqa: E402
-from corpus.run.secrets import REDACTED, RedactingFilter, redact  # noqa: E402
+from corpus.run.secrets import REDACTED, RedactingFilter, is_secret_key, redact  # noqa: E402
 from schemas import DECISION, read_polars  # noqa: E402
 
 
@@ -147,3 +147,7 @@ def test_redact_by_key_name_and_shape():
     clean = redact(data)
     assert clean["api_key"] == REDACTED and clean["nested"][0]["Authorization"] == REDACTED
     assert clean["url"] == "ok" and clean["n"] == 3 and "ghp_" not in clean["note"]
+    for key in ("hf_token", "HF_TOKEN", "apiKey", "OPENAI_API_KEY", "aws_secret_access_key", "password", "x-auth"):
+        assert is_secret_key(key), key
+    for key in ("max_new_tokens", "tokenizer", "author", "authors", "keywords", "monkey", "passage"):
+        assert not is_secret_key(key), key

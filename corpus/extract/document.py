@@ -15,7 +15,17 @@ from pathlib import Path
 import fsspec
 
 from corpus.extract.latex import LatexConfig, convert_source
-from corpus.extract.pdf import PdfError, PdfExtractConfig, extract_pdf, page_rows
+from corpus.extract.nougat import NougatConfig
+from corpus.extract.pdf import PdfError, PdfExtractConfig, PdfPage, extract_pdf
+from corpus.extract.routing import (
+    Policy,
+    RouteDecision,
+    RoutingThresholds,
+    document_extractor,
+    document_pages,
+    merge_pages,
+    route_pages,
+)
 from corpus.ingest.archives import ArchiveError, ArchiveLimits, unpack_source
 from corpus.ingest.latex_source import LatexError
 from corpus.ingest.sources import storage_options_for
@@ -36,6 +46,11 @@ class ExtractOptions:
     pdf: PdfExtractConfig = field(default_factory=PdfExtractConfig)
     limits: ArchiveLimits = field(default_factory=ArchiveLimits)
     storage_options: dict = field(default_factory=dict)
+    ocr_policy: Policy = "auto"
+    """which PDF pages go to Nougat: never, auto (empty, garbled, scanned, glyph soup) or always"""
+    routing: RoutingThresholds = field(default_factory=RoutingThresholds)
+    nougat: NougatConfig | None = None
+    """the model; None routes and records pages without running it (they keep their text layer)"""
 
 
 @dataclass
@@ -50,6 +65,10 @@ class ExtractedDocument:
     input_sha256: str | None = None
     notes: list[str] = field(default_factory=list)  # fallbacks, refused members, converter remarks
     latex_files: list[str] = field(default_factory=list)
+    pdf: str | None = None  # the PDF the pages came from
+    pdf_pages: list[PdfPage] = field(default_factory=list)  # its text layer, page by page
+    routes: list[RouteDecision] = field(default_factory=list)  # which pages go to OCR, and why
+    base_reason: str = ""  # why the PDF path was taken (before OCR)
 
     @property
     def failed(self) -> bool:
@@ -117,6 +136,20 @@ def extract_paper(
     except OSError as e:
         notes.append(f"{pdf}: unreadable: {e}")
         return ExtractedDocument(None, "none", "pdf_unreadable", input_sha256=pdf_sha256, notes=notes)
-    text, pages = page_rows(result)
-    return ExtractedDocument(text, "pdf", fallback, n_pages=result.n_pages, pages=pages,
-                             input_sha256=pdf_sha256, notes=notes)
+    doc = ExtractedDocument(None, "none", fallback, n_pages=result.n_pages, input_sha256=pdf_sha256, notes=notes,
+                            pdf=pdf, pdf_pages=result.pages, base_reason=fallback)
+    doc.routes = route_pages(result.pages, options.ocr_policy, options.routing)
+    return assemble(doc, {})
+
+
+def assemble(doc: ExtractedDocument, ocr_by_page: dict) -> ExtractedDocument:
+    """Set a PDF document's text and page rows from its text layer, routes and OCR results.
+
+    Pages routed to OCR with no result yet keep their text layer, recorded as a fallback.
+    """
+    merged = merge_pages(doc.pdf_pages, doc.routes, ocr_by_page)
+    text, doc.pages = document_pages(merged)
+    doc.extractor, why = document_extractor(merged)
+    doc.text = text if doc.extractor != "none" else None
+    doc.reason = doc.base_reason if doc.extractor == "pdf" else f"{doc.base_reason}; {why}"
+    return doc

@@ -11,14 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from corpus.extract.document import ExtractOptions, extract_paper
 from corpus.extract.latex import LatexConfig
+from corpus.extract.nougat import NougatConfig
+from corpus.extract.ocr import OcrRunner
 from corpus.extract.pdf import PdfExtractConfig
+from corpus.extract.routing import RoutingThresholds
 from corpus.ingest.archives import ArchiveLimits
 from corpus.run.stage import Stage, StageConfig, path_field, register_stage
-from schemas import DOCUMENT, PAPER, iter_rows
+from schemas import DOCUMENT, OCR_PAGE, PAPER, iter_rows
 
 PAPER_COLUMNS = ["paper_id", "source_path", "source_kind", "source_sha256", "pdf_path", "pdf_sha256"]
 
@@ -31,6 +34,18 @@ class ExtractConfig(StageConfig):
     pdf: PdfExtractConfig = Field(default_factory=PdfExtractConfig, description="PDF text-layer options (time limit, OCR flags)")
     limits: ArchiveLimits = Field(default_factory=ArchiveLimits, description="bounds on unpacking one source bundle")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (never recorded)")
+    ocr_policy: Literal["never", "auto", "always"] = Field(
+        "auto", description="PDF pages sent to Nougat: never, auto (empty, garbled, scanned, math glyph soup) or always")
+    routing: RoutingThresholds = Field(default_factory=RoutingThresholds, description="when auto routes a page to OCR")
+    ocr_model: str | None = path_field(
+        None, "folder of Nougat weights (e.g. facebook/nougat-small saved locally); none: routed pages are recorded, not OCRed")
+    nougat: dict[str, Any] = Field(default_factory=dict, description="Nougat runtime: device, dtype, batch_size, max_new_tokens, ... (corpus.extract.nougat.NougatConfig)")
+    ocr_window: int = Field(64, ge=1, description="papers whose routed pages are batched together for the model")
+
+    @model_validator(mode="after")
+    def _check_nougat(self):
+        NougatConfig(model_dir=self.ocr_model or ".", **self.nougat)  # unknown or invalid settings fail here
+        return self
 
 
 @register_stage
@@ -40,35 +55,61 @@ class Extract(Stage):
     description = "Extract each paper's text: LaTeX source when it converts, else the PDF text layer per page."
 
     def outputs(self):
-        return {"documents.parquet": DOCUMENT, **super().outputs()}
+        ocr = {"ocr_pages.parquet": OCR_PAGE} if self.config.ocr_model else {}
+        return {"documents.parquet": DOCUMENT, **ocr, **super().outputs()}
+
+    @property
+    def gpus_per_task(self) -> int:  # one GPU per task when Nougat runs on CUDA
+        return 1 if self.config.ocr_model and str(self.config.nougat.get("device", "cpu")).startswith("cuda") else 0
+
+    def nougat_config(self) -> NougatConfig | None:
+        return NougatConfig(model_dir=self.config.ocr_model, **self.config.nougat) if self.config.ocr_model else None
+
+    def ocr_runner(self) -> OcrRunner:
+        replay = [self.replay_dir / "ocr_pages.parquet"] if self.replay_dir else []
+        return OcrRunner(self.nougat_config(), replay, self.config.storage_options)
+
+    def models(self) -> list[dict]:
+        record = self.ocr_runner().model_record() if self.config.ocr_model else None
+        return [record] if record else []
 
     def input_files(self) -> list[str]:
         return [] if self.config.papers.startswith("{out}") else [self.config.papers]
 
     def options(self) -> ExtractOptions:
         c = self.config
-        return ExtractOptions(c.prefer, c.min_latex_chars, c.latex, c.pdf, c.limits, c.storage_options)
+        return ExtractOptions(c.prefer, c.min_latex_chars, c.latex, c.pdf, c.limits, c.storage_options,
+                              c.ocr_policy, c.routing, self.nougat_config())
 
     def plan(self) -> list[dict]:
         return list(iter_rows(self.path(self.config.papers), PAPER, columns=PAPER_COLUMNS))
 
     def process(self, items: list[dict]) -> Iterator[tuple[str, list[dict]]]:
-        options = self.options()
-        for paper in items:
-            doc = extract_paper(
-                paper["source_path"], paper["source_kind"], paper["pdf_path"],
-                pdf_sha256=paper["pdf_sha256"], source_sha256=paper["source_sha256"], options=options,
-            )
-            yield "documents.parquet", [{
-                "paper_id": paper["paper_id"], "text": doc.text, "extractor": doc.extractor, "reason": doc.reason,
-                "n_pages": doc.n_pages, "n_chars": len(doc.text or ""), "pages": doc.pages,
-                "input_sha256": doc.input_sha256,
-            }]
-            ocr_pages = [p["page"] for p in doc.pages if p["reason"]]
-            yield "decisions/extract.parquet", [self.decision(
-                paper["paper_id"], "failed" if doc.failed else "kept",
-                doc.reason if doc.failed else f"{doc.extractor}:{doc.reason}",
-                score=float(len(doc.text or "")), notes=doc.notes[:20], pages_flagged_for_ocr=ocr_pages,
-                latex_files=doc.latex_files,
-            )]
-            yield "stats", [{f"extractor.{doc.extractor}": 1, "pages": doc.n_pages, "pages.flagged_for_ocr": len(ocr_pages)}]
+        options, runner = self.options(), self.ocr_runner()
+        for start in range(0, len(items), self.config.ocr_window):
+            window = items[start:start + self.config.ocr_window]
+            docs = [
+                (p["paper_id"], extract_paper(p["source_path"], p["source_kind"], p["pdf_path"], pdf_sha256=p["pdf_sha256"],
+                                              source_sha256=p["source_sha256"], options=options))
+                for p in window
+            ]
+            ocr_rows, ocr_stats = runner.apply(docs)  # batches the routed pages of the whole window
+            if self.config.ocr_model:
+                yield "ocr_pages.parquet", ocr_rows
+            yield "stats", [dict(ocr_stats)]
+            for paper, (_, doc) in zip(window, docs):
+                yield from self._rows(paper, doc)
+
+    def _rows(self, paper: dict, doc) -> Iterator[tuple[str, list[dict]]]:
+        yield "documents.parquet", [{
+            "paper_id": paper["paper_id"], "text": doc.text, "extractor": doc.extractor, "reason": doc.reason,
+            "n_pages": doc.n_pages, "n_chars": len(doc.text or ""), "pages": doc.pages, "input_sha256": doc.input_sha256,
+        }]
+        routed = [r.page for r in doc.routes if r.use_ocr]
+        yield "decisions/extract.parquet", [self.decision(
+            paper["paper_id"], "failed" if doc.failed else "kept",
+            doc.reason if doc.failed else f"{doc.extractor}:{doc.reason}",
+            score=float(len(doc.text or "")), notes=doc.notes[:20], pages_routed_to_ocr=routed,
+            latex_files=doc.latex_files,
+        )]
+        yield "stats", [{f"extractor.{doc.extractor}": 1}]

@@ -66,12 +66,20 @@ def build_stages(recipe: Recipe, out_dir: Path) -> list[Stage]:
     return stages
 
 
-def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, argv: list[str] | None = None) -> Manifest | None:
-    """Run every step into ``out_dir`` and write its manifest (None for Slurm: the last job writes it)."""
+def run_recipe(
+    recipe: Recipe, out_dir: str | os.PathLike, argv: list[str] | None = None, replay_from: str | os.PathLike | None = None,
+) -> Manifest | None:
+    """Run every step into ``out_dir`` and write its manifest (None for Slurm: the last job writes it).
+
+    ``replay_from``: an earlier run's folder whose stored model outputs (OCR pages, generations,
+    grades) stages reuse instead of calling the models again.
+    """
     start = now()
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     stages = build_stages(recipe, out)
+    for stage in stages:
+        stage.replay_dir = Path(replay_from).resolve() if replay_from else None
     steps = [{"stage": s.name, "config": s.config_dict()} for s in stages]
     inputs = [input_entry(p) for p in expand_inputs(sorted({f for s in stages for f in s.input_files()}))]
 
@@ -134,7 +142,7 @@ def rebuild(
     )
     if Path(out_dir).resolve() == Path(manifest_path).resolve().parent:
         raise ValueError(f"{out_dir}: rebuild needs another folder than the original run's")
-    manifest = run_recipe(recipe, out_dir, argv=["rebuild", str(manifest_path)])
+    manifest = run_recipe(recipe, out_dir, argv=["rebuild", str(manifest_path)], replay_from=Path(manifest_path).parent)
     before = {e.path: e.sha256 for e in original.outputs}
     after = {e.path: e.sha256 for e in manifest.outputs}
     diffs = [

@@ -17,11 +17,9 @@ from typing import Any
 
 REDACTED = "<redacted>"
 
-SECRET_KEY = re.compile(
-    r"(api[_-]?key|apikey|token|secret|passw(or)?d|authori[sz]ation|credential|cookie|private[_-]?key"
-    r"|access[_-]?key|session[_-]?key|bearer)",
-    re.IGNORECASE,
-)
+SECRET_WORDS = {"token", "secret", "password", "passwd", "authorization", "authorisation", "auth", "credential",
+                "credentials", "cookie", "apikey", "bearer"}
+SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("session", "key"), ("secret", "key")}
 SECRET_VALUE = re.compile(
     r"(Bearer\s+[A-Za-z0-9._~+/=-]{8,}"
     r"|\bsk-[A-Za-z0-9_-]{16,}"
@@ -40,6 +38,13 @@ def secret_env_values() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+def is_secret_key(key: str) -> bool:
+    """Whether a config key names a secret: by its words (``hf_token``, ``apiKey``), not substrings
+    (``max_new_tokens`` is not one)."""
+    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", str(key))]
+    return any(w in SECRET_WORDS for w in words) or any(pair in SECRET_PAIRS for pair in zip(words, words[1:]))
+
+
 def redact_text(text: str) -> str:
     """Replace credential-shaped substrings and secret environment values in ``text``."""
     for value in secret_env_values():
@@ -52,7 +57,7 @@ def redact(obj: Any) -> Any:
     """A copy of a JSON-like object with secrets replaced (by key name and by value)."""
     if isinstance(obj, dict):
         return {
-            k: (REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "", [], {}) else redact(v))
+            k: (REDACTED if is_secret_key(k) and v not in (None, "", [], {}) else redact(v))
             for k, v in obj.items()
         }
     if isinstance(obj, (list, tuple)):

@@ -81,6 +81,7 @@ class Stage(ABC):
         self.config = config
         self.out_dir: Path | None = None
         self.work_dir: Path | None = None  # this step's private folder, set by the executor
+        self.replay_dir: Path | None = None  # rebuild: the original run's folder, whose stored model outputs replay
 
     # -- paths ---------------------------------------------------------------------------------
     def bind(self, out_dir: str | Path) -> Stage:
