@@ -54,8 +54,6 @@ _LIGATURE_CHARS = re.compile("[\ufb00-\ufb06]")
 _DIGITS = re.compile(r"\d+")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,7})(?:\s*(?:/|of)\s*\d{1,4})?\s*$", re.I)
-# a line ending in a hyphen after a word, followed by a line that starts with a word
-_HYPHEN_BREAK = re.compile(r"([^\W\d_]+)-\n([^\W\d_]+)")
 
 
 class PdfError(Exception):
@@ -260,9 +258,9 @@ def _order_blocks(blocks: list[_Block], width: float) -> list[_Block]:
 
 def _block_text(raw: str) -> str:
     """Lines of a block joined by newlines, whitespace normalised (hyphen breaks resolved later)."""
-    if _LIGATURE_CHARS.search(raw):  # MuPDF expands most; fonts that map straight to U+FB0x remain
-        raw = raw.translate(_LIGATURES)
-    lines = [ln.strip() for ln in _SPACES.sub(" ", raw).split("\n")]
+    if "  " in raw or "\t" in raw or "\xa0" in raw:
+        raw = _SPACES.sub(" ", raw)
+    lines = [ln.strip() for ln in raw.split("\n")]
     return "\n".join(ln for ln in lines if ln)
 
 
@@ -331,6 +329,11 @@ def _strip_margins(pages: list[_RawPage], cfg: PdfExtractConfig) -> dict[int, li
     return {k: sorted(set(v)) for k, v in flags.items()}
 
 
+_PUNCT = "\"'“”‘’`.,;:!?()[]{}<>«»–—/*"
+_TRAILING_WORD = re.compile(r"[^\W\d_]+$")
+_LEADING_WORD = re.compile(r"[^\W\d_]+")
+
+
 def _dehyphenate(texts: list[str]) -> list[str]:
     """Resolve ``left-\nright`` line breaks, using the document itself as the dictionary.
 
@@ -339,27 +342,46 @@ def _dehyphenate(texts: list[str]) -> list[str]:
     ``right`` starts lower-case (``cal-\nculating``) and hyphen kept when it starts upper-case
     (``non-\nGaussian``), unless both halves are upper-case (``LEG-\nWORK``).
     """
-    doc = "\n".join(texts)
-    breaks = {(m.group(1), m.group(2)) for m in _HYPHEN_BREAK.finditer(doc)}
-    if not breaks:
+    if not any("-\n" in t for t in texts):
         return texts
-    low = doc.lower()
-    decided: dict[tuple[str, str], str] = {}
-    for left, right in breaks:
+    words: set[str] = set()
+    compounds: set[tuple[str, str]] = set()
+    for t in texts:
+        for tok in t.lower().split():
+            tok = tok.strip(_PUNCT)
+            words.add(tok)
+            if "-" in tok:
+                parts = tok.split("-")
+                compounds.update(zip(parts, parts[1:]))
+
+    def decide(left: str, right: str) -> bool:
+        """True: join without the hyphen."""
         ll, rl = left.lower(), right.lower()
-        if re.search(rf"(?<![^\W\d_]){re.escape(ll + rl)}(?![^\W\d_])", low):
-            decided[(left, right)] = left + right
-        elif f"{ll}-{rl}" in low:
-            decided[(left, right)] = f"{left}-{right}"
-        elif right[0].islower() or (left.isupper() and right.isupper()):
-            decided[(left, right)] = left + right
-        else:
-            decided[(left, right)] = f"{left}-{right}"
+        if ll + rl in words:
+            return True
+        if (ll, rl) in compounds:
+            return False
+        return right[0].islower() or (left.isupper() and right.isupper())
 
-    def fix(m: re.Match) -> str:
-        return decided[(m.group(1), m.group(2))]
-
-    return [_HYPHEN_BREAK.sub(fix, t) for t in texts]
+    out = []
+    for t in texts:
+        pieces = t.split("-\n")
+        if len(pieces) == 1:
+            out.append(t)
+            continue
+        buf = [pieces[0]]
+        for nxt in pieces[1:]:
+            prev = buf[-1]
+            lm = _TRAILING_WORD.search(prev[-64:])
+            rm = _LEADING_WORD.match(nxt)
+            if lm is None or rm is None:  # "1-\n2", "x -\n": not a hyphenated word, keep as it was
+                buf.append("-\n" + nxt)
+            elif decide(lm.group(0), rm.group(0)):
+                buf.append(nxt)
+            else:
+                buf.append("-" + nxt)
+        out.append("".join(buf))
+    return out
 
 
 def _flow(text: str) -> str:
@@ -452,7 +474,10 @@ def extract_pdf(
         texts = []
         for p in raw:
             blocks = _order_blocks(p.blocks, p.width) if cfg.reading_order else p.blocks
-            texts.append("\n\n".join(b.text for b in blocks))
+            text = "\n\n".join(b.text for b in blocks)
+            if _LIGATURE_CHARS.search(text):  # MuPDF expands most; fonts mapping to U+FB0x keep them
+                text = text.translate(_LIGATURES)
+            texts.append(text)
         _join_page_hyphens(texts)
         if cfg.dehyphenate:
             texts = _dehyphenate(texts)

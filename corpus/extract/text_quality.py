@@ -60,7 +60,7 @@ FUNCTION_WORDS = frozenset(
 # A whitespace-delimited token made of letters (inner apostrophes and hyphens allowed), possibly
 # wrapped in punctuation; tokens with digits or symbols inside ("H2O", "x+y") are not evidence either way.
 _LETTER_TOKEN = re.compile(
-    r"(?<!\S)[\"'“”‘’`.,;:!?()\[\]{}<>«»–—/*]*([^\W\d_](?:(?:[^\W\d_]|['’-])*[^\W\d_])?)[\"'“”‘’`.,;:!?()\[\]{}<>«»–—/*]*(?!\S)"
+    r"[\"'“”‘’`.,;:!?()\[\]{}<>«»–—/*]*([^\W\d_](?:(?:[^\W\d_]|['’-])*[^\W\d_])?)[\"'“”‘’`.,;:!?()\[\]{}<>«»–—/*]*"
 )
 _WORDLIKE = re.compile(r"^(?:[^\W\d_][^\W\d_'’-]*)$")
 _VOWELS = frozenset("aeiouyàáâãäåæèéêëìíîïòóôõöøœùúûüýÿāēīōūαεηιουω")
@@ -89,26 +89,6 @@ RARE_BIGRAM_SPAN = 0.35
 _ASCII_RUN = re.compile(r"[a-z]{2,}")
 
 
-@lru_cache(maxsize=1 << 16)
-def _word_bigrams(word: str) -> tuple[int, int]:
-    """(bigrams, rare bigrams) inside the ASCII letter runs of a lower-cased word."""
-    n = rare = 0
-    for run in _ASCII_RUN.findall(word):
-        for i in range(len(run) - 1):
-            n += 1
-            rare += run[i : i + 2] not in COMMON_BIGRAMS
-    return n, rare
-
-
-def _rare_bigram_fraction(text: str) -> float:
-    n = rare = 0
-    for word, count in Counter(text.lower().split()).items():
-        b, r = _word_bigrams(word)
-        n += b * count
-        rare += r * count
-    return rare / n if n else 0.0
-
-
 # Character classes, as regexes so that a page is counted in C, not character by character.
 _BAD_CHARS = re.compile(
     "[\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]"
@@ -119,12 +99,26 @@ _MATH_CHARS = re.compile(
 )  # math alphanumerics, private use, Greek, letterlike/arrows/operators/technical, combining marks
 
 
-@lru_cache(maxsize=1 << 16)
-def _classify(tok: str) -> int:
-    """0 = word, 1 = function word, 2 = non-word (cached: pages repeat their words)."""
-    if tok.lower() in FUNCTION_WORDS:
-        return 1
-    return 0 if _word_ok(tok) else 2
+@lru_cache(maxsize=1 << 17)
+def _token_stats(token: str) -> tuple[int, int, int]:
+    """(kind, bigrams, rare bigrams) of a whitespace-delimited token; cached, pages repeat their words.
+
+    kind: -1 = not a letter token (digits or symbols inside: "H2O", "x+y"), 0 = word,
+    1 = function word, 2 = non-word.
+    """
+    low = token.lower()
+    bigrams = rare = 0
+    for run in _ASCII_RUN.findall(low):
+        for i in range(len(run) - 1):
+            bigrams += 1
+            rare += run[i : i + 2] not in COMMON_BIGRAMS
+    m = _LETTER_TOKEN.fullmatch(token)
+    if m is None:
+        return -1, bigrams, rare
+    word = m.group(1)
+    if word.lower() in FUNCTION_WORDS:
+        return 1, bigrams, rare
+    return (0 if _word_ok(word) else 2), bigrams, rare
 
 
 def _word_ok(tok: str) -> bool:
@@ -168,9 +162,13 @@ def text_signals(text: str) -> TextSignals:
     math = len(_MATH_CHARS.findall(text))
     bad_frac = min(1.0, bad / n)
 
-    n_tok = nonword = function = 0
-    for tok, count in Counter(_LETTER_TOKEN.findall(text)).items():
-        kind = _classify(tok)
+    n_tok = nonword = function = n_bigrams = rare_bigrams = 0
+    for token, count in Counter(text.split()).items():
+        kind, bigrams, rare = _token_stats(token)
+        n_bigrams += bigrams * count
+        rare_bigrams += rare * count
+        if kind < 0:
+            continue
         n_tok += count
         if kind == 1:
             function += count
@@ -183,7 +181,7 @@ def text_signals(text: str) -> TextSignals:
     # 0.15+ function words (prose, even terse) leaves the fraction as is; none doubles it.
     lang = 1.0 + max(0.0, 0.15 - function_frac) / 0.15
     confidence = min(1.0, n_tok / MIN_TOKENS)
-    rare = _rare_bigram_fraction(text)
+    rare = rare_bigrams / n_bigrams if n_bigrams else 0.0
     # rare bigrams: clean pages <= 0.26 (tables), substituted alphabets >= 0.5 (measured)
     bigram_score = min(1.0, max(0.0, (rare - RARE_BIGRAM_FLOOR) / RARE_BIGRAM_SPAN))
     bigram_score *= 1.0 - 0.5 * min(1.0, function_frac / 0.3)
