@@ -247,13 +247,22 @@ def _order_blocks(blocks: list[_Block], width: float) -> list[_Block]:
     for cut in cuts:
         for col in cols:
             band = [b for b in col if prev <= (b.y0 + b.y1) / 2 < cut]
-            band.sort(key=lambda b: (round(b.y0), b.x0))
-            out.extend(band)
+            out.extend(band if _mostly_top_down(band) else sorted(band, key=lambda b: (round(b.y0), b.x0)))
         if si < len(spans):
             out.append(spans[si])
             prev = spans[si].y0
             si += 1
     return out
+
+
+def _mostly_top_down(blocks: list[_Block]) -> bool:
+    """Whether the PDF's own order of these blocks (one column) already runs down the page.
+
+    Equations and figure labels jump up and down a little (sub/superscripts, stacked fractions); a
+    stream written in another order (a column's blocks drawn bottom first) jumps up a lot.
+    """
+    ups = sum(1 for a, b in zip(blocks, blocks[1:]) if b.y1 < a.y0 - 2)
+    return ups <= max(1, len(blocks) // 5)
 
 
 def _block_text(raw: str) -> str:
