@@ -73,8 +73,9 @@ class PdfExtractConfig:
     """How :func:`extract_pdf` reads a PDF and when it sends a page to OCR."""
 
     garbled_threshold: float = 0.5
-    """A page whose garbled score is at least this needs OCR. Born-digital fixture pages with text score
-    <= ~0.25; character-substituted layers >= 0.7 (measured in tests/test_extract_pdf.py)."""
+    """A page whose garbled score is at least this needs OCR. Born-digital fixture pages with 300+
+    characters score <= 0.28 (prose <= 0.08); the same pages with letters permuted or shifted (a broken
+    font encoding) score 0.8-1.0 (see corpus/extract/text_quality.py)."""
     empty_chars: int = 20
     """A page with fewer non-space characters than this has no usable text layer."""
     image_only_coverage: float = 0.5
