@@ -320,6 +320,14 @@ def test_zero_page_pdf():
     _expect("zero_pages", data, name="nopages.pdf")
 
 
+def test_pdf_error_survives_pickling():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(PdfError("a/b.pdf", "encrypted", "a password is needed")))
+    assert (err.path, err.reason, err.detail) == ("a/b.pdf", "encrypted", "a password is needed")
+    assert str(err) == "a/b.pdf: encrypted (a password is needed)"
+
+
 def test_missing_file(tmp_path):
     _expect("unreadable", tmp_path / "nowhere.pdf")
 

@@ -67,6 +67,9 @@ class PdfError(Exception):
         self.detail = detail
         super().__init__(f"{path}: {reason}" + (f" ({detail})" if detail else ""))
 
+    def __reduce__(self):  # survives pickling, so a worker process can hand it back as a result
+        return (type(self), (self.path, self.reason, self.detail))
+
 
 @dataclass
 class PdfExtractConfig:
@@ -237,7 +240,7 @@ def _order_blocks(blocks: list[_Block], width: float) -> list[_Block]:
             kind.append(1)
         else:
             kind.append(2)
-    if 0 not in kind or 1 not in kind:  # single column: PDF order, top to bottom when it jumps around
+    if 0 not in kind or 1 not in kind:  # single column: the PDF's own order
         return blocks
     out: list[_Block] = []
     spans = sorted((b for b, k in zip(blocks, kind) if k == 2), key=lambda b: b.y0)
@@ -289,17 +292,16 @@ class _RawPage:
 
 
 def _read_page(page: pymupdf.Page) -> _RawPage:
-    # text coordinates are those of the unrotated page: a landscape (/Rotate 90) page keeps its
-    # running head at the top of the cropbox, not of page.rect
-    rect = page.cropbox
-    w, h = max(rect.width, 1.0), max(rect.height, 1.0)
+    # text coordinates are those of the unrotated page, origin at the cropbox's top left: a landscape
+    # (/Rotate 90) page keeps its running head at the top of the cropbox, not of page.rect
+    w, h = max(page.cropbox.width, 1.0), max(page.cropbox.height, 1.0)
     tp = page.get_textpage(flags=_TEXT_FLAGS)
     blocks: list[_Block] = []
     img_area = 0.0
     for x0, y0, x1, y1, txt, _no, btype in tp.extractBLOCKS():
         if btype == 1:
-            cx0, cy0 = max(x0, rect.x0), max(y0, rect.y0)
-            cx1, cy1 = min(x1, rect.x1), min(y1, rect.y1)
+            cx0, cy0 = max(x0, 0.0), max(y0, 0.0)
+            cx1, cy1 = min(x1, w), min(y1, h)
             if cx1 > cx0 and cy1 > cy0:
                 img_area += (cx1 - cx0) * (cy1 - cy0)
             continue
