@@ -23,7 +23,20 @@ from corpus.run.secrets import install_log_redaction
 from corpus.run.stage import Stage, absolutize, get_stage
 
 # verb -> stage name, for the stage verbs; nested groups (e.g. curate clean) use "group step".
-STAGE_VERBS: dict[str, str] = {"ingest": "ingest", "extract": "extract"}
+STAGE_VERBS: dict[str, str] = {
+    "ingest": "ingest",
+    "extract": "extract",
+    "curate clean": "clean",
+    "curate dedup": "dedup",
+    "curate filter apply": "filter",
+    "curate filter train": "filter_train",
+    "curate decontaminate": "decontaminate",
+}
+
+GROUP_HELP = {
+    "curate": "curate the pretraining corpus: clean, dedup, filter, decontaminate",
+    "curate filter": "filter documents (apply) or train the quality classifier it applies (train)",
+}
 
 # verb -> (help, add_arguments, handler) for verbs that are not one stage (e.g. `text`).
 EXTRA_VERBS: dict[str, tuple[str, Callable, Callable]] = {}
@@ -221,8 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
+    groups: dict[str, argparse._SubParsersAction] = {"": sub}
     for verb, stage_name in STAGE_VERBS.items():
-        _stage_parser(sub, verb, get_stage(stage_name))
+        *path, leaf = verb.split()
+        for depth in range(len(path)):
+            name = " ".join(path[: depth + 1])
+            if name not in groups:
+                parent = groups[" ".join(path[:depth])]
+                group = parent.add_parser(path[depth], help=GROUP_HELP.get(name), description=GROUP_HELP.get(name))
+                groups[name] = group.add_subparsers(dest=f"verb_{depth + 1}", required=True, metavar="STEP")
+        _stage_parser(groups[" ".join(path)], leaf, get_stage(stage_name))
     for verb, (help_text, add_args, handler) in EXTRA_VERBS.items():
         p = sub.add_parser(verb, help=help_text, description=help_text)
         add_args(p)

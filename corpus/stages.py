@@ -2,3 +2,4 @@
 
 import corpus.ingest.stage  # noqa: F401
 import corpus.extract.stage  # noqa: F401
+import corpus.curate.stages  # noqa: F401

@@ -7,7 +7,11 @@ Writes, deterministically (same bytes every time), into a folder:
 - ``pdf/<id>v<N>.pdf``: two-column PDFs with equations (one has a scanned, image-only page; one
   paper's PDF has no metadata row at all);
 - ``src/<id>.gz``: LaTeX sources as arXiv serves them: a gzipped tar (main file plus an
-  ``\\input`` section and macros) or a single gzipped ``.tex``.
+  ``\\input`` section and macros) or a single gzipped ``.tex``;
+- ``questions.json``: two benchmark questions (AstroMLab-1 layout), one lifted from a paper.
+
+One paper is deposited twice (the second copy with 1% of its words edited), and one carries an
+Annual Review journal reference, so the curation steps have something to drop.
 
 No TeX installation is needed: PDFs are laid out with PyMuPDF's Story API from the same text the
 LaTeX sources hold, so extraction from either path can be compared.
@@ -119,20 +123,65 @@ EQUATIONS = {
 }
 
 
-def _paragraphs(rng: random.Random, topic: str, n: int, k: int = 5) -> list[str]:
-    pool = SENTENCES[topic]
-    return [" ".join(rng.sample(pool, k)) for _ in range(n)]
+NOUNS = {  # (objects, quantities, instruments) that generated sentences talk about
+    "stars": (["O stars", "red supergiants", "Wolf-Rayet stars", "B dwarfs", "eclipsing binaries"],
+              ["projected rotation velocity", "mass-loss rate", "surface nitrogen abundance", "effective temperature"],
+              ["FLAMES", "HERMES", "TESS", "Gaia"]),
+    "galaxies": (["quiescent galaxies", "spiral discs", "satellite galaxies", "starburst galaxies", "cluster members"],
+                 ["star formation rate", "stellar mass", "gas fraction", "Sersic index"],
+                 ["MUSE", "JWST NIRCam", "ALMA", "the Subaru telescope"]),
+    "cosmology": (["luminous red galaxies", "emission-line galaxies", "quasars", "galaxy clusters", "supernova hosts"],
+                  ["acoustic scale", "growth rate", "clustering amplitude", "distance modulus"],
+                  ["DESI", "Planck", "the Dark Energy Survey", "Euclid"]),
+    "planets": (["hot Jupiters", "sub-Neptunes", "super-Earths", "M-dwarf hosts", "protoplanetary discs"],
+                ["transit depth", "equilibrium temperature", "radius ratio", "orbital period"],
+                ["Kepler", "TESS", "HARPS", "JWST NIRSpec"]),
+    "waves": (["double white dwarfs", "neutron star binaries", "black hole binaries", "eccentric binaries", "AM CVn systems"],
+              ["chirp mass", "signal-to-noise ratio", "orbital frequency", "merger time"],
+              ["LISA", "TianQin", "LIGO", "a pulsar timing array"]),
+}
+TEMPLATES = [
+    "We measure the {q} for {n} {obj} observed with {inst} between {y1} and {y2}.",
+    "The median {q} of the sample is {v:.2f} with a scatter of {s:.2f} dex around the mean relation.",
+    "For {obj} brighter than magnitude {m:.1f} the completeness of our selection reaches {p} percent.",
+    "A linear fit to the {obj} in field {f} gives a slope of {v:.2f} and an intercept of {s:.2f}.",
+    "We exclude {k} {obj} whose spectra have a signal-to-noise ratio below {sn} per pixel.",
+    "Compared with the models of {author} ({y1}), our {q} is larger by a factor of {fac:.1f}.",
+    "Data taken with {inst} in {y2} confirm the trend at a significance of {sig:.1f} standard deviations.",
+    "Systematic uncertainties in the {q} amount to {p} percent for the faintest {obj}.",
+    "Only {k} of the {n} {obj} show a {q} above {v:.1f} in units of the solar value.",
+    "Splitting the {obj} by {q} at {v:.2f} removes {p} percent of the residual correlation.",
+]
+AUTHORS = ["Schmidt", "Kennicutt", "Tinsley", "Salpeter", "Chandrasekhar", "Zwicky", "Shapley", "Sandage"]
+
+
+def _generated(rng: random.Random, topic: str) -> str:
+    objects, quantities, instruments = NOUNS[topic]
+    y1 = rng.randint(1990, 2015)
+    return rng.choice(TEMPLATES).format(
+        q=rng.choice(quantities), obj=rng.choice(objects), inst=rng.choice(instruments), n=rng.randint(40, 900),
+        k=rng.randint(3, 39), y1=y1, y2=y1 + rng.randint(1, 9), v=rng.uniform(0.1, 9.9), s=rng.uniform(0.05, 0.9),
+        m=rng.uniform(12, 24), p=rng.randint(5, 99), f=rng.randint(1, 64), sn=rng.randint(3, 30),
+        author=rng.choice(AUTHORS), fac=rng.uniform(1.2, 4.0), sig=rng.uniform(2.0, 9.0),
+    )
+
+
+def _paragraphs(rng: random.Random, topic: str, n: int, statements: list[str], k: int = 5) -> list[str]:
+    """``n`` paragraphs: one of the topic's statements (each used once) and ``k`` generated sentences."""
+    return [" ".join(([statements.pop()] if statements else []) + [_generated(rng, topic) for _ in range(k)])
+            for _ in range(n)]
 
 
 def _paper(rng, arxiv_id, topic, title, authors, created, **kw) -> SamplePaper:
     eq, eq_text = EQUATIONS[topic]
+    statements = rng.sample(SENTENCES[topic], len(SENTENCES[topic]))
+    abstract = " ".join([statements.pop(), _generated(rng, topic), statements.pop()])
     sections = [
-        Section("Introduction", _paragraphs(rng, topic, 3, k=6)),
-        Section("Methods", _paragraphs(rng, topic, 3, k=6), equation=eq, equation_text=eq_text),
-        Section("Results", _paragraphs(rng, topic, 4, k=6)),
-        Section("Conclusions", _paragraphs(rng, topic, 2, k=5)),
+        Section("Introduction", _paragraphs(rng, topic, 3, statements)),
+        Section("Methods", _paragraphs(rng, topic, 3, statements), equation=eq, equation_text=eq_text),
+        Section("Results", _paragraphs(rng, topic, 4, statements)),
+        Section("Conclusions", _paragraphs(rng, topic, 2, statements, k=4)),
     ]
-    abstract = " ".join(rng.sample(SENTENCES[topic], 3))
     cats = {"stars": "astro-ph.SR", "galaxies": "astro-ph.GA", "cosmology": "astro-ph.CO",
             "planets": "astro-ph.EP", "waves": "gr-qc astro-ph.HE"}[topic]
     return SamplePaper(arxiv_id, kw.pop("version", 1), title, authors, kw.pop("categories", cats), created,
@@ -157,7 +206,30 @@ def sample_papers() -> list[SamplePaper]:
         _paper(rng, "2401.00006", "galaxies", "Tidal Streams Around Nearby Spiral Galaxies",
                [("Jocelyn", "Bell")], "Sat, 6 Jan 2024 15:00:00 GMT", source=None, in_metadata=False),
     ]
+    papers.append(redeposited(papers[1], "2401.00007", "Sun, 7 Jan 2024 16:00:00 GMT", rng))
     return papers
+
+
+def redeposited(p: SamplePaper, arxiv_id: str, created: str, rng: random.Random, rate: float = 0.01) -> SamplePaper:
+    """The same paper deposited again under another id, with about ``rate`` of its words edited."""
+    def edit(text: str) -> str:
+        words = text.split(" ")
+        for i in range(len(words)):
+            if rng.random() < rate:
+                words[i] = rng.choice(["notably", "however", "indeed", "roughly", "also"])
+        return " ".join(words)
+
+    sections = [Section(s.title, [edit(t) for t in s.paragraphs], s.equation, s.equation_text) for s in p.sections]
+    return SamplePaper(arxiv_id, 1, p.title, p.authors, p.categories, created, p.abstract, sections, source="gzip_tex")
+
+
+QUESTIONS = [  # in the AstroMLab-1 layout; the first is lifted from paper 2401.00005, so it contaminates it
+    {"index": 1, "question": "Space-based detectors will observe thousands of double white dwarfs in the Milky Way. "
+                             "In which frequency band do these detectors observe?",
+     "A": "Nanohertz", "B": "Millihertz", "C": "Kilohertz", "D": "Megahertz"},
+    {"index": 2, "question": "Which quantity does transit photometry of an exoplanet measure most directly?",
+     "A": "Its mass", "B": "Its radius", "C": "Its age", "D": "Its albedo"},
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,6 +377,7 @@ def write_samples(out: str | Path) -> Path:
             lines.append(json.dumps(metadata_record(p)))
     lines.append(json.dumps(OTHER_FIELD))
     (out / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    (out / "questions.json").write_text(json.dumps(QUESTIONS, indent=1) + "\n")
     return out
 
 

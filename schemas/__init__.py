@@ -5,6 +5,7 @@ from schemas.io import (
     TableWriter,
     count_rows,
     iter_batches,
+    iter_row_range,
     iter_rows,
     read_polars,
     read_table,
@@ -30,6 +31,6 @@ from schemas.tables import (
 
 __all__ = [
     "ALL_TABLES", "CHUNK", "DECISION", "DOCUMENT", "EVAL_RESULT", "GRADE", "OCR_PAGE", "PAGE", "PAPER", "QA_PAIR",
-    "SFT_EXAMPLE", "SchemaError", "Table", "TableWriter", "count_rows", "iter_batches", "iter_rows",
+    "SFT_EXAMPLE", "SchemaError", "Table", "TableWriter", "count_rows", "iter_batches", "iter_row_range", "iter_rows",
     "read_polars", "read_table", "sha256_file", "table_of", "validate_schema", "write_table",
 ]

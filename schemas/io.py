@@ -188,6 +188,22 @@ def iter_rows(
         yield from batch.to_pylist()
 
 
+def iter_row_range(
+    path: str | os.PathLike, table: Table, lo: int, hi: int, columns: list[str] | None = None
+) -> Iterator[dict]:
+    """Rows ``lo`` to ``hi - 1`` of a validated file, reading only the row groups that hold them."""
+    pf = _open(path, table)
+    start = 0
+    for g in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        if start + n > lo and start < hi:
+            rows = pf.read_row_group(g, columns=columns).slice(max(lo - start, 0), hi - max(lo, start))
+            yield from rows.to_pylist()
+        start += n
+        if start >= hi:
+            break
+
+
 def count_rows(path: str | os.PathLike, table: Table) -> int:
     return _open(path, table).metadata.num_rows
 

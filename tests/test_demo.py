@@ -39,7 +39,9 @@ def test_same_bytes_with_one_and_two_workers(demo):
     one = {e.path: e.sha256 for e in runs[1].outputs}
     two = {e.path: e.sha256 for e in runs[2].outputs}
     assert one == two
-    assert set(one) == {"papers.parquet", "documents.parquet", "decisions/ingest.parquet", "decisions/extract.parquet"}
+    stages = ("ingest", "extract", "clean", "dedup", "filter", "decontaminate")
+    assert set(one) == {"papers.parquet", "documents.parquet", "curated/clean.parquet", "curated/dedup.parquet",
+                        "curated/filter.parquet", "corpus.parquet"} | {f"decisions/{s}.parquet" for s in stages}
 
 
 def test_demo_outputs_are_typed_and_complete(demo):
@@ -47,7 +49,7 @@ def test_demo_outputs_are_typed_and_complete(demo):
     out = base / "out1"
     papers = read_polars(out / "papers.parquet", PAPER)
     docs = read_polars(out / "documents.parquet", DOCUMENT)
-    assert papers.height == 6 and docs.height == 6  # 5 with metadata + 1 PDF without; cs.LG filtered
+    assert papers.height == 7 and docs.height == 7  # 6 with metadata + 1 PDF without; cs.LG filtered
     assert papers.filter(~papers["has_metadata"])["paper_id"].item().startswith("sha256:")
     by_id = dict(zip(docs["paper_id"], docs["extractor"]))
     assert by_id["2401.00001"] == "latex" and by_id["2401.00003"] == "pdf"
@@ -57,8 +59,23 @@ def test_demo_outputs_are_typed_and_complete(demo):
     assert scanned[1]["reason"].startswith("image_only; nougat not run") and scanned[1]["extractor"] == "none"
     text = docs.filter(docs["paper_id"] == "2401.00002")["text"].item()
     assert "# Methods" in text and "$$" in text and "\\dot{M}" in text  # headings, display math kept
-    for stage in ("ingest", "extract"):
-        assert read_polars(out / f"decisions/{stage}.parquet", DECISION).height == 6
+    for stage in ("ingest", "extract", "clean", "dedup"):
+        assert read_polars(out / f"decisions/{stage}.parquet", DECISION).height == 7
+
+
+def test_demo_curation_drops_with_reasons(demo):
+    base, _ = demo
+    out = base / "out1"
+    dropped = {}
+    for stage in ("clean", "dedup", "filter", "decontaminate"):
+        d = read_polars(out / f"decisions/{stage}.parquet", DECISION)
+        dropped |= {r["item_id"]: (stage, r["reason"], r["kept_id"]) for r in d.filter(d["action"] == "dropped").iter_rows(named=True)}
+    assert dropped["2401.00002"][:2] == ("dedup", "near_duplicate")  # re-deposited under 2401.00007
+    assert dropped["2401.00002"][2] == "2401.00007"
+    assert dropped["2401.00003"][0] == "decontaminate" and dropped["2401.00003"][1].startswith("excluded_journal_ref")
+    assert dropped["2401.00005"][:2] == ("decontaminate", "benchmark_overlap")
+    corpus = read_polars(out / "corpus.parquet", DOCUMENT)
+    assert sorted(corpus["paper_id"]) == sorted(set(read_polars(out / "documents.parquet", DOCUMENT)["paper_id"]) - set(dropped))
 
 
 def test_verify_passes_and_names_one_changed_input_byte(demo, tmp_path):

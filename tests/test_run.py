@@ -149,5 +149,6 @@ def test_redact_by_key_name_and_shape():
     assert clean["url"] == "ok" and clean["n"] == 3 and "ghp_" not in clean["note"]
     for key in ("hf_token", "HF_TOKEN", "apiKey", "OPENAI_API_KEY", "aws_secret_access_key", "password", "x-auth"):
         assert is_secret_key(key), key
-    for key in ("max_new_tokens", "tokenizer", "author", "authors", "keywords", "monkey", "passage"):
+    for key in ("max_new_tokens", "tokenizer", "author", "authors", "keywords", "monkey", "passage",
+                "min_alpha_token_fraction", "token_budget"):
         assert not is_secret_key(key), key

@@ -141,7 +141,7 @@ def run_shard(
     """Run the stage on shard ``rank`` of ``world_size``; write its parts and counters atomically."""
     items = stage.plan()
     lo, hi = shard_bounds(len(items), rank, world_size)
-    outputs = stage.outputs()
+    outputs = stage.shard_outputs()
     writers = {o: TableWriter(t, dirs.part(o, rank)) for o, t in outputs.items()}
     stats: Counter = Counter()
     try:
@@ -179,7 +179,7 @@ def run_shard(
 def merge_parts(stage: Stage, dirs: StepDirs, tasks: int) -> dict:
     """Concatenate every output's parts in rank order into the final files; sum the counters."""
     out_dir = stage.out_dir
-    for output, table in stage.outputs().items():
+    for output, table in stage.shard_outputs().items():
         with TableWriter(table, out_dir / output) as writer:
             for rank in range(tasks):
                 part = dirs.part(output, rank)
@@ -190,8 +190,8 @@ def merge_parts(stage: Stage, dirs: StepDirs, tasks: int) -> dict:
     stats: Counter = Counter(json.loads((dirs.root / "prepared.json").read_text()))
     for rank in range(tasks):
         stats.update(json.loads(dirs.stats(rank).read_text()))
+    stats.update(stage.finish(dict(stats)) or {})
     stats = dict(sorted(stats.items()))
-    stage.finish(stats)
     dirs.done.write_text(json.dumps({"stats": stats}, sort_keys=True))
     shutil.rmtree(dirs.parts, ignore_errors=True)
     return stats

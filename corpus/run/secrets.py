@@ -39,10 +39,10 @@ def secret_env_values() -> list[str]:
 
 
 def is_secret_key(key: str) -> bool:
-    """Whether a config key names a secret: by its words (``hf_token``, ``apiKey``), not substrings
-    (``max_new_tokens`` is not one)."""
+    """Whether a config key names a secret, by its last word or a word pair (``hf_token``, ``apiKey``,
+    ``aws_secret_access_key``), not by substrings (``max_new_tokens``, ``min_alpha_token_fraction``)."""
     words = [w.lower() for w in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", str(key))]
-    return any(w in SECRET_WORDS for w in words) or any(pair in SECRET_PAIRS for pair in zip(words, words[1:]))
+    return bool(words) and (words[-1] in SECRET_WORDS or any(pair in SECRET_PAIRS for pair in zip(words, words[1:])))
 
 
 def redact_text(text: str) -> str:

@@ -97,12 +97,16 @@ class Stage(ABC):
         return value
 
     # -- what the stage declares ---------------------------------------------------------------
-    def outputs(self) -> dict[str, Table]:
-        """Files this stage writes, relative to the output folder, and their tables.
+    def outputs(self) -> dict[str, Table | None]:
+        """Files this stage writes, relative to the output folder, and their tables (None: not a table).
 
         Every stage writes ``decisions/<name>.parquet``: what it did with each item and why.
         """
         return {f"decisions/{self.name}.parquet": DECISION}
+
+    def shard_outputs(self) -> dict[str, Table]:
+        """The outputs written by the shards (and merged); the rest :meth:`finish` writes itself."""
+        return {o: t for o, t in self.outputs().items() if t is not None}
 
     def input_files(self) -> list[str]:
         """External files (outside the output folder) this stage reads; hashed into the manifest."""
@@ -132,8 +136,10 @@ class Stage(ABC):
         May also yield ``("stats", [{"name": value}])`` to add to the stage's counters.
         """
 
-    def finish(self, stats: dict[str, float]) -> None:
-        """Called once after all shards are merged: checks on the whole output (e.g. nothing kept)."""
+    def finish(self, stats: dict[str, float]) -> dict[str, float] | None:
+        """Called once after all shards are merged: whole-corpus work (clustering), checks on the
+        whole output (e.g. nothing kept) and the outputs the shards do not write. May return more
+        counters for the run's stats."""
 
     # -- helpers -------------------------------------------------------------------------------
     def decision(

@@ -1,0 +1,340 @@
+"""The curation stages: clean -> dedup -> filter -> decontaminate, each documents in, documents out.
+
+Every stage reads a ``document`` table and writes the documents it keeps (changed where it changes
+them) plus ``decisions/<stage>.parquet`` with a row for every document it saw: kept, changed,
+dropped or failed, the reason, and its score where it has one. A stage that would keep nothing
+raises instead of writing an empty corpus. Where they run is the executor's business; the defaults
+chain the files: ``documents.parquet`` -> ``curated/clean.parquet`` -> ``curated/dedup.parquet`` ->
+``curated/filter.parquet`` -> ``corpus.parquet``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from corpus.curate import minhash
+from corpus.curate.clean import CleanConfig, clean_text
+from corpus.curate.decontaminate import SourceExclusion, load_index
+from corpus.curate.dedup import cluster, exact_dedup, summary
+from corpus.curate.filters import HeuristicConfig, LanguageConfig, ensure_some_kept, heuristic_check, language_check
+from corpus.curate.minhash import DedupConfig, SignatureStore
+from corpus.curate.quality import QualityClassifier, QualityParams, train_from_parquet
+from corpus.curate.text import content_hash
+from corpus.run.stage import Stage, StageConfig, path_field, register_stage
+from schemas import DECISION, DOCUMENT, PAPER, TableWriter, count_rows, iter_row_range, iter_rows
+
+
+class DocumentStage(Stage):
+    """A stage over the rows of one document table, in order, sharded by row ranges."""
+
+    output: str  # the kept documents, relative to the output folder
+
+    def outputs(self):
+        return {self.output: DOCUMENT, **super().outputs()}
+
+    def input_path(self) -> str:
+        return self.path(self.config.documents)
+
+    def input_files(self) -> list[str]:
+        return [] if self.config.documents.startswith("{out}") else [self.config.documents]
+
+    def plan(self) -> list[int]:
+        return list(range(count_rows(self.input_path(), DOCUMENT)))
+
+    def documents(self, items: list[int]) -> Iterator[dict]:
+        if items:
+            yield from iter_row_range(self.input_path(), DOCUMENT, items[0], items[-1] + 1)
+
+    def finish(self, stats):
+        seen = stats.get("items", 0)
+        kept = stats.get("decisions.kept", 0) + stats.get("decisions.changed", 0)
+        reasons = {k: v for k, v in stats.items() if k.startswith("reason.")}
+        ensure_some_kept(self.name, int(seen), int(kept), reasons)
+
+
+# ------------------------------------------------------------------------------------------------ clean
+
+
+class CleanStageConfig(StageConfig):
+    documents: str = path_field("{out}/documents.parquet", "documents to clean")
+    rules: CleanConfig = Field(default_factory=CleanConfig, description="which cleanup rules run")
+
+
+@register_stage
+class Clean(DocumentStage):
+    name = "clean"
+    config_class = CleanStageConfig
+    description = "Clean text: Unicode, whitespace, hyphenation leftovers, OCR repetitions; optionally references/acknowledgements."
+    output = "curated/clean.parquet"
+
+    def process(self, items):
+        rules = self.config.rules
+        for doc in self.documents(items):
+            if doc["text"] is None:
+                yield self._decisions, [self.decision(doc["paper_id"], "dropped", "no_text", extract_reason=doc["reason"])]
+                yield "stats", [{"reason.no_text": 1}]
+                continue
+            if doc["pages"]:  # page by page, so every page's offsets stay exact
+                texts, changes = [], Counter()
+                for page in doc["pages"]:
+                    extractor = "pdf" if page["extractor"] == "pymupdf" else page["extractor"]  # a text layer: no OCR loops
+                    new, changed = clean_text(doc["text"][page["start"]:page["end"]], rules, extractor=extractor)
+                    texts.append(new)
+                    changes.update(c.split(":")[0] for c in changed)
+                text, pages = _rejoin(texts, doc["pages"])
+            else:
+                text, changed = clean_text(doc["text"], rules, extractor=doc["extractor"])
+                pages, changes = doc["pages"], Counter(c.split(":")[0] for c in changed)
+            if not text.strip():
+                yield self._decisions, [self.decision(doc["paper_id"], "dropped", "empty_after_cleaning")]
+                yield "stats", [{"reason.empty_after_cleaning": 1}]
+                continue
+            action = "changed" if text != doc["text"] else "kept"
+            yield self.output, [doc | {"text": text, "pages": pages, "n_chars": len(text)}]
+            yield self._decisions, [self.decision(doc["paper_id"], action, ",".join(sorted(changes)) or "unchanged",
+                                                  score=float(len(text) - len(doc["text"])), rules=dict(changes))]
+
+    @property
+    def _decisions(self) -> str:
+        return f"decisions/{self.name}.parquet"
+
+
+def _rejoin(texts: list[str], pages: list[dict], sep: str = "\n\n") -> tuple[str, list[dict]]:
+    out, rows, pos = [], [], 0
+    for text, page in zip(texts, pages):
+        if out and text:
+            out.append(sep)
+            pos += len(sep)
+        out.append(text)
+        rows.append(page | {"start": pos, "end": pos + len(text), "chars": len(text) - text.count(" ") - text.count("\n")})
+        pos += len(text)
+    return "".join(out), rows
+
+
+# ------------------------------------------------------------------------------------------------ dedup
+
+
+class DedupStageConfig(StageConfig):
+    documents: str = path_field("{out}/curated/clean.parquet", "documents to deduplicate")
+    minhash: DedupConfig = Field(default_factory=DedupConfig, description="shingles, permutations, LSH and the Jaccard target")
+    exact_verify: bool = Field(True, description="re-check pairs near the threshold on their exact shingles")
+
+
+@register_stage
+class Dedup(DocumentStage):
+    """Exact (content hash) then near-duplicate (MinHash LSH, verified, union-find) deduplication.
+
+    Shards compute signatures and content hashes in parallel and store them (``_work/``, one
+    ``.npy`` per shard); ``finish`` clusters them in one process without the texts in memory, then
+    streams the documents once more to write the kept ones and a decision for every one.
+    """
+
+    name = "dedup"
+    config_class = DedupStageConfig
+    description = "Deduplicate: exact content hash, then MinHash near-duplicates (kept: longest, then smallest id)."
+    output = "curated/dedup.parquet"
+
+    def shard_outputs(self):
+        return {}
+
+    def store(self) -> SignatureStore:
+        return SignatureStore(self.work_dir / "signatures", self.config.minhash)
+
+    def process(self, items):
+        if not items:
+            return
+        docs = list(self.documents(items))
+        texts = [d["text"] or "" for d in docs]
+        sigs = minhash.signatures(texts, self.config.minhash)
+        name = f"{items[0]:010d}"
+        self.store().write_shard(name, [d["paper_id"] for d in docs], [len(t) for t in texts], sigs)
+        hashes = self.work_dir / "hashes" / f"{name}.json"
+        hashes.parent.mkdir(exist_ok=True)
+        hashes.write_text(json.dumps([content_hash(t) for t in texts]))
+        yield "stats", [{"signatures": len(docs)}]
+
+    def finish(self, stats):
+        ids, lengths, sigs = self.store().load()
+        hashes = [h for f in sorted((self.work_dir / "hashes").glob("*.json")) for h in json.loads(f.read_text())]
+        exact = exact_dedup(ids, hashes, lengths)
+        survivors = np.array([i for i, r in enumerate(exact) if r.action == "kept"], dtype=np.int64)
+        near = cluster([ids[i] for i in survivors], lengths[survivors], np.asarray(sigs[survivors]), self.config.minhash,
+                       shingles_of=self._shingles_reader() if self.config.exact_verify else None)
+        results = list(exact)
+        for i, r in zip(survivors.tolist(), near):
+            if exact[i].reason == "cluster_representative" and r.reason == "unique":
+                continue  # the exact-duplicate representative keeps its cluster
+            results[i] = r
+        final = {r.item_id: r for r in results}
+        for r in results:  # exact copies of a paper that was then dropped as a near duplicate follow it
+            rep = final.get(r.kept_id) if r.reason == "exact_duplicate" else None
+            if rep is not None and rep.action == "dropped":
+                r.cluster_id, r.kept_id, r.score = rep.cluster_id, rep.kept_id, rep.score
+                r.detail = r.detail | {"exact_copy_of": rep.item_id}
+        kept = {r.item_id for r in results if r.action == "kept"}
+        counts = summary(results)
+        ensure_some_kept(self.name, len(results), len(kept), counts)
+        with TableWriter(DECISION, self.out_dir / f"decisions/{self.name}.parquet") as decisions:
+            decisions.write([r.decision(self.name) for r in results])
+        with TableWriter(DOCUMENT, self.out_dir / self.output) as out:
+            for doc in iter_rows(self.input_path(), DOCUMENT, batch_size=DOCUMENT.row_group_size):
+                if doc["paper_id"] in kept:
+                    out.write([doc])
+        return {f"decisions.{r}": n for r, n in Counter(r.action for r in results).items()} | {
+            f"reason.{k}": v for k, v in counts.items()}
+
+    def _shingles_reader(self):
+        """Shingle hashes of one document by id, read on demand (only pairs near the threshold need it)."""
+        index = {pid: i for i, pid in enumerate(r["paper_id"] for r in iter_rows(self.input_path(), DOCUMENT, columns=["paper_id"]))}
+        config = self.config.minhash
+
+        @lru_cache(maxsize=256)
+        def shingles(item_id: str):
+            i = index[item_id]
+            (doc,) = iter_row_range(self.input_path(), DOCUMENT, i, i + 1, columns=["text"])
+            return minhash.shingle_hashes32(doc["text"] or "", config)
+
+        return shingles
+
+
+# ------------------------------------------------------------------------------------------------ filter
+
+
+class FilterStageConfig(StageConfig):
+    documents: str = path_field("{out}/curated/dedup.parquet", "documents to filter")
+    language: LanguageConfig = Field(default_factory=LanguageConfig, description="languages kept (py3langid)")
+    heuristics: HeuristicConfig = Field(default_factory=HeuristicConfig, description="length, garbled tokens, repetition")
+    quality_model: str | None = path_field(None, "fastText quality/domain model from `curate filter train` (none: not applied)")
+    quality_threshold: float = Field(0.5, ge=0, le=1, description="minimum probability of the positive label")
+
+
+@register_stage
+class Filter(DocumentStage):
+    name = "filter"
+    config_class = FilterStageConfig
+    description = "Filter: language (py3langid), science-safe heuristics, and an optional fastText quality classifier."
+    output = "curated/filter.parquet"
+
+    def input_files(self):
+        model = self.config.quality_model
+        return super().input_files() + ([model, model + ".manifest.json"] if model else [])
+
+    def process(self, items):
+        c = self.config
+        classifier = QualityClassifier.load(c.quality_model) if c.quality_model else None
+        for doc in self.documents(items):
+            text = doc["text"] or ""
+            keep, reason, scores = language_check(text, c.language)
+            if keep:
+                keep, reason, more = heuristic_check(text, c.heuristics)
+                scores |= more
+            score = None
+            if keep and classifier is not None:
+                keep, reason, score = classifier.check(text, c.quality_threshold)
+            action = "kept" if keep else "dropped"
+            if keep:
+                yield self.output, [doc]
+            else:
+                yield "stats", [{f"reason.{reason}": 1}]
+            yield f"decisions/{self.name}.parquet", [self.decision(doc["paper_id"], action, reason or "passed", score=score, **scores)]
+
+
+class FilterTrainConfig(StageConfig):
+    positives: list[str] = path_field([], "Parquet files of positive examples (a `text` column, e.g. documents)")
+    negatives: list[str] = path_field([], "Parquet files of negative examples")
+    model: str = Field("models/quality.bin", description="where the model goes, relative to the output folder")
+    params: QualityParams = Field(default_factory=QualityParams, description="fastText training settings")
+
+
+@register_stage
+class FilterTrain(Stage):
+    """Train the fastText quality/domain classifier (DCLM-style) that ``filter`` applies."""
+
+    name = "filter_train"
+    config_class = FilterTrainConfig
+    description = "Train the fastText quality classifier from positive and negative example Parquet."
+
+    def outputs(self):
+        return {self.config.model: None, self.config.model + ".manifest.json": None}
+
+    def input_files(self):
+        return [*self.config.positives, *self.config.negatives]
+
+    def plan(self):
+        return []
+
+    def process(self, items):
+        return iter(())
+
+    def finish(self, stats):
+        if not self.config.positives or not self.config.negatives:
+            raise ValueError("filter train needs both --positives and --negatives Parquet files")
+        path = train_from_parquet(self.config.positives, self.config.negatives, self.out_dir / self.config.model,
+                                  self.config.params)
+        return {"model_bytes": path.stat().st_size}
+
+
+# ------------------------------------------------------------------------------------------------ decontaminate
+
+
+class DecontaminateConfig(StageConfig):
+    documents: str = path_field("{out}/curated/filter.parquet", "documents to decontaminate")
+    papers: str = path_field("{out}/papers.parquet", "papers table (journal-ref, DOI) for exclusion by source")
+    questions: list[str] = path_field([], "benchmark question files (JSON array, JSONL or Parquet: question, A-D, optional answer)")
+    ngram: int = Field(13, ge=1, description="overlap n-gram size over normalised words")
+    min_words: int = Field(8, ge=1, description="shorter questions (but at least this long) must match whole")
+    journal_ref_patterns: list[str] = Field(
+        default_factory=lambda: list(SourceExclusion().journal_ref_patterns),
+        description="regexes of journal references to exclude (default: Annual Review of A&A)")
+    doi_prefixes: list[str] = Field(default_factory=lambda: list(SourceExclusion().doi_prefixes),
+                                    description="DOI prefixes to exclude (default: Annual Review of A&A)")
+    exclude_dois: str | None = path_field(None, "file of DOIs to exclude, one per line")
+    exclude_arxiv_ids: str | None = path_field(None, "file of arXiv ids to exclude, one per line")
+
+
+@register_stage
+class Decontaminate(DocumentStage):
+    name = "decontaminate"
+    config_class = DecontaminateConfig
+    description = "Drop documents overlapping benchmark questions (13-gram) or from excluded sources; writes corpus.parquet."
+    output = "corpus.parquet"
+
+    def input_files(self):
+        c = self.config
+        files = [*c.questions, *(f for f in (c.exclude_dois, c.exclude_arxiv_ids) if f)]
+        return super().input_files() + files + ([] if c.papers.startswith("{out}") else [c.papers])
+
+    def process(self, items):
+        c = self.config
+        index = load_index(c.questions, c.ngram, c.min_words) if c.questions else None
+        exclusion = SourceExclusion.from_lists(c.exclude_dois, c.exclude_arxiv_ids,
+                                               journal_ref_patterns=tuple(c.journal_ref_patterns),
+                                               doi_prefixes=tuple(c.doi_prefixes))
+        papers = self._papers()
+        for doc in self.documents(items):
+            paper = papers.get(doc["paper_id"], {"paper_id": doc["paper_id"]})
+            reason, detail = exclusion.excluded(paper), {}
+            if reason is not None:
+                detail = {"journal_ref": paper.get("journal_ref"), "doi": paper.get("doi")}
+            elif index is not None:
+                keep, reason, detail = index.check(doc["text"] or "")
+            if reason is None:
+                yield self.output, [doc]
+                yield f"decisions/{self.name}.parquet", [self.decision(doc["paper_id"], "kept", "clean")]
+            else:
+                yield "stats", [{f"reason.{reason.split(':')[0]}": 1}]
+                yield f"decisions/{self.name}.parquet", [self.decision(doc["paper_id"], "dropped", reason, **detail)]
+
+    def _papers(self) -> dict[str, dict[str, Any]]:
+        path = self.path(self.config.papers)
+        if not Path(path).exists():
+            return {}
+        return {r["paper_id"]: r for r in iter_rows(path, PAPER, columns=["paper_id", "doi", "journal_ref"])}
