@@ -21,6 +21,7 @@ Usage: python bench/extract.py [--quick] [--fixtures DIR]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -188,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         fid["get_text"].append(_fidelity.fidelity(src, raw))
         if pymupdf4llm is not None:
             t0 = time.perf_counter()
-            md = pymupdf4llm.to_markdown(str(pdf_path), show_progress=False)
+            with contextlib.redirect_stdout(sys.stderr):  # it prints parser messages; stdout is for figures
+                md = pymupdf4llm.to_markdown(str(pdf_path), show_progress=False)
             dt = time.perf_counter() - t0
             fid["pymupdf4llm"].append(_fidelity.fidelity(src, md))
             print(f"  pymupdf4llm on {pdf}: {dt:.1f} s", file=sys.stderr)
