@@ -193,10 +193,13 @@ def test_two_column_sentence_reads_across_the_column_break(extracted):
 
 
 def test_left_column_before_right_column(extracted):
-    text = _squash(extracted["legwork_wagg2022_aastex631_twocol.pdf"].text)
-    left = text.index("We hope that LEGWORK will enable and accelerate future studies")
-    right = text.index("INTRODUCTION")
+    # LEGWORK page 1: the introduction starts at the foot of the left column, goes on at the top of the
+    # right one; the whole left column comes first
+    text = _squash(extracted["legwork_wagg2022_aastex631_twocol.pdf"].pages[0].text)
+    left = text.index("The planned space-based gravitational wave detector")
+    right = text.index("However, this frequency regime is also of interest")
     assert left < right
+    assert text.index("1. INTRODUCTION") < left
 
 
 def test_ligatures_expanded_and_hyphenation_rejoined(extracted):
