@@ -490,8 +490,8 @@ def extract_pdf(
             if _LIGATURE_CHARS.search(text):  # MuPDF expands most; fonts mapping to U+FB0x keep them
                 text = text.translate(_LIGATURES)
             texts.append(text)
-        _join_page_hyphens(texts)
         if cfg.dehyphenate:
+            _join_page_hyphens(texts, [p.number for p in raw])
             texts = _dehyphenate(texts)
         texts = [_flow(t) for t in texts]
         out = [_page(p, t, margin_flags[p.number], cfg) for p, t in zip(raw, texts)]
@@ -500,9 +500,11 @@ def extract_pdf(
     return PdfResult(label, n_pages, out, metadata, first_line)
 
 
-def _join_page_hyphens(texts: list[str]) -> None:
+def _join_page_hyphens(texts: list[str], numbers: list[int]) -> None:
     """A word hyphenated across a page break moves whole onto the earlier page (offsets stay per page)."""
     for i in range(len(texts) - 1):
+        if numbers[i + 1] != numbers[i] + 1:
+            continue
         a, b = texts[i], texts[i + 1]
         m = re.search(r"[^\W\d_]-$", a)
         n = re.match(r"[a-zß-ÿ][^\W\d_]*[.,;:]?", b)
