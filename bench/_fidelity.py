@@ -5,7 +5,7 @@ purpose: it must not share that converter's mistakes.
 
 The measure: take the *prose* of the LaTeX source (the document body without comments, math, float
 environments, citation/reference commands and command names), keep its words of 4 or more letters,
-lower-cased, and form word trigrams. ``fidelity`` is the fraction of those distinct trigrams that also
+lower-cased, and form word trigrams (the URL of ``\\href`` counts as a reference, its link text as prose). ``fidelity`` is the fraction of those distinct trigrams that also
 occur among the trigrams of the extracted text (processed the same way). It is a recall: text the PDF has
 and the source does not (running heads, figure labels, references) costs nothing, but a broken word
 (``ﬁ`` ligature, ``cal- culating``), a lost word, or text spliced into the middle of a sentence (a
@@ -45,8 +45,6 @@ _WORD = re.compile(r"[a-z]+")
 
 def latex_prose(source: str) -> str:
     """The prose of a LaTeX document: body only, no comments, math, floats, citations or command names."""
-    begin = source.find("\\begin{document}")
-    end = source.rfind("\\end{document}")
     lines = source.splitlines()
     # comments first: a commented-out \begin{document} must not count
     text = "\n".join(_COMMENT.sub("", line) for line in lines)
@@ -66,7 +64,8 @@ def latex_prose(source: str) -> str:
 
 
 def words(text: str, min_len: int = 4) -> list[str]:
-    """Lower-cased alphabetic runs of at least ``min_len`` letters, in order."""
+    """Runs of ASCII letters of at least ``min_len``, lower-cased, in order (a leftover ``ﬁ`` ligature
+    or a non-ASCII letter splits a word, as it splits the word for a reader searching the text)."""
     return [w for w in _WORD.findall(text.lower()) if len(w) >= min_len]
 
 
