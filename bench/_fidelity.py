@@ -4,9 +4,10 @@ A measuring stick for ``bench/extract.py``, written independently of the project
 purpose: it must not share that converter's mistakes.
 
 The measure: take the *prose* of the LaTeX source (the document body without comments, math, float
-environments, citation/reference commands and command names), keep its words of 4 or more letters,
-lower-cased, and form word trigrams (the URL of ``\\href`` counts as a reference, its link text as prose). ``fidelity`` is the fraction of those distinct trigrams that also
-occur among the trigrams of the extracted text (processed the same way). It is a recall: text the PDF has
+environments, citation/reference commands and command names; the URL of ``\\href`` counts as a
+reference, its link text as prose), keep its words of 4 or more letters, lower-cased, and form word
+trigrams. ``fidelity`` is the fraction of those distinct trigrams that also occur among the trigrams
+of the extracted text (processed the same way). It is a recall: text the PDF has
 and the source does not (running heads, figure labels, references) costs nothing, but a broken word
 (``ﬁ`` ligature, ``cal- culating``), a lost word, or text spliced into the middle of a sentence (a
 header, a figure label, the other column) breaks the trigrams that span it.
