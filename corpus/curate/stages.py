@@ -174,11 +174,13 @@ class Dedup(DocumentStage):
                 continue  # the exact-duplicate representative keeps its cluster
             results[i] = r
         final = {r.item_id: r for r in results}
-        for r in results:  # exact copies of a paper that was then dropped as a near duplicate follow it
+        for r in results:  # exact copies follow their paper into its near-duplicate cluster
             rep = final.get(r.kept_id) if r.reason == "exact_duplicate" else None
-            if rep is not None and rep.action == "dropped":
-                r.cluster_id, r.kept_id, r.score = rep.cluster_id, rep.kept_id, rep.score
-                r.detail = r.detail | {"exact_copy_of": rep.item_id}
+            if rep is None or rep.cluster_id is None or rep.cluster_id == r.cluster_id:
+                continue
+            if rep.action == "dropped":  # ... and to the paper kept for it
+                r.kept_id, r.score = rep.kept_id, rep.score
+            r.cluster_id, r.detail = rep.cluster_id, r.detail | {"exact_copy_of": rep.item_id}
         kept = {r.item_id for r in results if r.action == "kept"}
         counts = summary(results)
         ensure_some_kept(self.name, len(results), len(kept), counts)
@@ -287,7 +289,7 @@ class FilterTrain(Stage):
 
 class DecontaminateConfig(StageConfig):
     documents: str = path_field("{out}/curated/filter.parquet", "documents to decontaminate")
-    papers: str = path_field("{out}/papers.parquet", "papers table (journal-ref, DOI) for exclusion by source")
+    papers: str | None = path_field("{out}/papers.parquet", "papers table (journal-ref, DOI) for exclusion by source; none: by arXiv id only")
     questions: list[str] = path_field([], "benchmark question files (JSON array, JSONL or Parquet: question, A-D, optional answer)")
     ngram: int = Field(13, ge=1, description="overlap n-gram size over normalised words")
     min_words: int = Field(8, ge=1, description="shorter questions (but at least this long) must match whole")
@@ -310,7 +312,7 @@ class Decontaminate(DocumentStage):
     def input_files(self):
         c = self.config
         files = [*c.questions, *(f for f in (c.exclude_dois, c.exclude_arxiv_ids) if f)]
-        return super().input_files() + files + ([] if c.papers.startswith("{out}") else [c.papers])
+        return super().input_files() + files + ([] if c.papers is None or c.papers.startswith("{out}") else [c.papers])
 
     def process(self, items):
         c = self.config
@@ -334,7 +336,10 @@ class Decontaminate(DocumentStage):
                 yield f"decisions/{self.name}.parquet", [self.decision(doc["paper_id"], "dropped", reason, **detail)]
 
     def _papers(self) -> dict[str, dict[str, Any]]:
+        if self.config.papers is None:
+            return {}
         path = self.path(self.config.papers)
         if not Path(path).exists():
-            return {}
+            raise FileNotFoundError(f"{path}: papers table not found (needed for exclusion by journal-ref and DOI; "
+                                    "set papers to none to exclude by arXiv id only)")
         return {r["paper_id"]: r for r in iter_rows(path, PAPER, columns=["paper_id", "doi", "journal_ref"])}

@@ -1,0 +1,153 @@
+"""Curation stages end to end: decisions for every paper, planted duplicates, classifier training,
+benchmark decontamination, the empty-corpus guard, and Ray writing the same bytes as a local run."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pymupdf
+import pytest
+
+from corpus.curate.filters import EmptyOutputError
+from corpus.run.executor import ExecutorConfig
+from corpus.run.recipe import Recipe, Step, run_recipe
+from schemas import DECISION, DOCUMENT, read_polars, write_table
+
+
+def doc(pid: str, text: str) -> dict:
+    return {"paper_id": pid, "text": text, "extractor": "latex", "reason": "test", "n_pages": 0,
+            "n_chars": len(text), "pages": [], "input_sha256": None}
+
+
+@pytest.fixture(scope="module")
+def papers(fixtures) -> dict[str, str]:
+    texts = {}
+    for pdf in sorted((fixtures / "pdf").glob("*.pdf")):
+        with pymupdf.open(pdf) as d:
+            texts[pdf.stem] = "\n".join(page.get_text() for page in d)
+    return texts
+
+
+def edited(text: str, rate: float, seed: int) -> str:
+    rng = random.Random(seed)
+    words = text.split()
+    return " ".join(rng.choice(["alpha", "beta", "gamma", "delta"]) if rng.random() < rate else w for w in words)
+
+
+def run(tmp_path, name, steps, **executor):
+    recipe = Recipe(steps=[Step(stage=s, config=c) for s, c in steps],
+                    executor=ExecutorConfig(tasks=3, quiet=True, **executor))
+    return run_recipe(recipe, tmp_path / name)
+
+
+def decisions(path) -> dict[str, dict]:
+    return {r["item_id"]: r for r in read_polars(path, DECISION).iter_rows(named=True)}
+
+
+def test_dedup_drops_planted_copies_against_the_kept_paper(papers, tmp_path):
+    rows = []
+    for name, text in papers.items():
+        rows.append(doc(name, text))
+        for rate in (0.005, 0.01, 0.05, 0.2):
+            rows.append(doc(f"{name}~{rate}", edited(text, rate, hash(name) % 1000)))
+    rows.append(doc("copy-of-hwobows", papers["hwobows_vaughan2023_mnras"]))  # exact duplicate
+    write_table(DOCUMENT, rows, tmp_path / "docs.parquet")
+    run(tmp_path, "out", [("dedup", {"documents": str(tmp_path / "docs.parquet")})])
+    d = decisions(tmp_path / "out" / "decisions/dedup.parquet")
+    assert len(d) == len(rows)  # a decision for every document
+    for name in papers:
+        family = [name, f"{name}~0.005", f"{name}~0.01"] + (["copy-of-hwobows"] if "hwobows" in name else [])
+        kept = [k for k in family if d[k]["action"] == "kept"]
+        assert len(kept) == 1, (name, [d[k] for k in family])
+        (rep,) = kept
+        for k in family:
+            if k != rep:  # dropped at or above the target against the one kept (longest, then smallest id)
+                assert d[k]["action"] == "dropped" and d[k]["kept_id"] == rep and d[k]["score"] >= 0.8, d[k]
+                assert d[k]["cluster_id"] == d[rep]["cluster_id"]
+        for rate in (0.05, 0.2):  # Jaccard ~0.62 and ~0.19: different enough to keep
+            assert d[f"{name}~{rate}"]["action"] == "kept"
+    pair = sorted(["copy-of-hwobows", "hwobows_vaughan2023_mnras"])  # an exact copy: same length, smaller id kept
+    assert d[pair[1]]["action"] == "dropped" and d[pair[1]]["kept_id"] in (pair[0], d[pair[0]]["kept_id"])
+    written = read_polars(tmp_path / "out" / "curated/dedup.parquet", DOCUMENT)
+    assert set(written["paper_id"]) == {k for k, r in d.items() if r["action"] == "kept"}
+    # unrelated papers never share a cluster
+    clusters = {}
+    for k, r in d.items():
+        if r["cluster_id"]:
+            clusters.setdefault(r["cluster_id"], set()).add(k.split("~")[0].replace("copy-of-hwobows", "hwobows_vaughan2023_mnras"))
+    assert all(len(members) == 1 for members in clusters.values())
+
+
+def test_filter_train_then_apply_scores_every_paper(papers, tmp_path):
+    rng = random.Random(0)
+    paragraphs = [p for t in papers.values() for p in t.split("\n\n") if len(p.split()) > 8]
+    lines = [ln for t in papers.values() for ln in t.splitlines() if len(ln.split()) > 6]
+    pos = [doc(f"p{i}", ln) for i, ln in enumerate(lines[:400])]
+    vocab = "lorem ipsum buy now cheap click here free offer casino winner prize deal".split()
+    neg = [doc(f"n{i}", " ".join(rng.choice(vocab) for _ in range(12))) for i in range(400)]
+    write_table(DOCUMENT, pos, tmp_path / "pos.parquet")
+    write_table(DOCUMENT, neg, tmp_path / "neg.parquet")
+    m = run(tmp_path, "model", [("filter_train", {"positives": [str(tmp_path / "pos.parquet")],
+                                                  "negatives": [str(tmp_path / "neg.parquet")]})])
+    model = tmp_path / "model" / "models/quality.bin"
+    assert model.exists() and (tmp_path / "model" / "models/quality.bin.manifest.json").exists()
+    assert {e.path for e in m.outputs} == {"models/quality.bin", "models/quality.bin.manifest.json"}
+    docs = [doc(name, text) for name, text in papers.items() if "hubble" not in name]
+    docs.append(doc("spam", " ".join(rng.choice(vocab) for _ in range(800))))
+    write_table(DOCUMENT, docs, tmp_path / "docs.parquet")
+    run(tmp_path, "filtered", [("filter", {"documents": str(tmp_path / "docs.parquet"), "quality_model": str(model),
+                                           "heuristics": {"min_words": 300}})])
+    d = decisions(tmp_path / "filtered" / "decisions/filter.parquet")
+    assert d["spam"]["action"] == "dropped"
+    for name in papers:
+        if "hubble" not in name:
+            assert d[name]["action"] == "kept" and d[name]["score"] > 0.5, (name, d[name])
+    assert paragraphs  # fixtures had prose
+
+
+def test_every_clean_fixture_paper_passes_the_default_filters(papers, tmp_path):
+    docs = [doc(name, text) for name, text in papers.items() if "hubble" not in name]
+    write_table(DOCUMENT, docs, tmp_path / "docs.parquet")
+    run(tmp_path, "out", [("filter", {"documents": str(tmp_path / "docs.parquet")})])
+    d = decisions(tmp_path / "out" / "decisions/filter.parquet")
+    assert {k: r["action"] for k, r in d.items()} == {name: "kept" for name in d}
+
+
+def test_filtering_everything_is_an_error_not_an_empty_corpus(papers, tmp_path):
+    write_table(DOCUMENT, [doc(n, t) for n, t in papers.items()], tmp_path / "docs.parquet")
+    with pytest.raises(EmptyOutputError, match="filter"):
+        run(tmp_path, "out", [("filter", {"documents": str(tmp_path / "docs.parquet"), "heuristics": {"min_words": 10**7}})])
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_decontaminate_with_fixture_benchmarks(fixtures, papers, tmp_path):
+    qa = fixtures / "qa" / "astro_qa_en_single_choice4_sample50.jsonl"
+    q = json.loads(qa.read_text().splitlines()[0])
+    planted = papers["corrfunc_sinha2016_elsarticle"] + f"\n\n{q['question']} {q[q['answer']]}\n"
+    write_table(DOCUMENT, [doc("planted", planted), doc("clean", papers["hwobows_vaughan2023_mnras"])],
+                tmp_path / "docs.parquet")
+    run(tmp_path, "out", [("decontaminate", {
+        "documents": str(tmp_path / "docs.parquet"), "papers": None,
+        "questions": [str(qa), str(fixtures / "qa" / "astromlab1_astrobench_mcq_v1_public_en_sample50.json")]})])
+    d = decisions(tmp_path / "out" / "decisions/decontaminate.parquet")
+    assert d["clean"]["action"] == "kept"
+    assert d["planted"]["action"] == "dropped" and d["planted"]["reason"] == "benchmark_overlap"
+    detail = json.loads(d["planted"]["detail"])
+    assert str(detail["question_id"]).endswith(str(q["id"])) and len(detail["ngram"].split()) >= 8
+
+
+@pytest.mark.slow
+def test_ray_run_writes_the_same_bytes_as_a_local_run(papers, tmp_path):
+    ray = pytest.importorskip("ray")
+    rows = [doc(n, t) for n, t in papers.items()] + [doc(f"{n}~copy", edited(t, 0.01, 1)) for n, t in papers.items()]
+    write_table(DOCUMENT, rows, tmp_path / "docs.parquet")
+    steps = [("clean", {"documents": str(tmp_path / "docs.parquet")}), ("dedup", {}), ("filter", {})]
+    local = run(tmp_path, "local", steps)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        on_ray = run(tmp_path, "ray", steps, kind="ray", workers=2, mem_per_cpu_gb=0.5)
+    finally:
+        ray.shutdown()
+    assert {e.path: e.sha256 for e in on_ray.outputs} == {e.path: e.sha256 for e in local.outputs}
+    assert len(on_ray.outputs) == 6
