@@ -61,6 +61,7 @@ from corpus.ingest.latex_source import (
     SourceTree,
     decode_tex,
     find_main_file,
+    match_brace,
     resolve_inputs,
     strip_comments,
 )
@@ -127,24 +128,7 @@ def _read_cs(s: str, i: int) -> tuple[str, int]:
     return "", i + 1
 
 
-def _match_brace(s: str, i: int) -> int:
-    """Index just after the ``}`` closing the ``{`` at s[i]; -1 when unbalanced."""
-    depth = 0
-    n = len(s)
-    j = i
-    while j < n:
-        c = s[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return j + 1
-        j += 1
-    return -1
+_match_brace = match_brace  # one brace matcher for the reader and the converter
 
 
 def _read_group(s: str, i: int, newlines: bool = True) -> tuple[str, int] | None:

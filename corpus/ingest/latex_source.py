@@ -185,14 +185,10 @@ _INPUT_RE = re.compile(
 )
 
 
-def _read_group(text: str, i: int) -> tuple[str, int] | None:
-    """At text[i] (after blanks) read a balanced ``{...}`` group; return (inside, end) or None."""
-    n = len(text)
-    while i < n and text[i] in " \t\n":
-        i += 1
-    if i >= n or text[i] != "{":
-        return None
+def match_brace(text: str, i: int) -> int:
+    """Index just after the ``}`` closing the ``{`` at text[i] (escaped braces skipped); -1 when unbalanced."""
     depth = 0
+    n = len(text)
     j = i
     while j < n:
         c = text[j]
@@ -204,9 +200,20 @@ def _read_group(text: str, i: int) -> tuple[str, int] | None:
         elif c == "}":
             depth -= 1
             if depth == 0:
-                return text[i + 1 : j], j + 1
+                return j + 1
         j += 1
-    return None
+    return -1
+
+
+def _read_group(text: str, i: int) -> tuple[str, int] | None:
+    """At text[i] (after blanks) read a balanced ``{...}`` group; return (inside, end) or None."""
+    n = len(text)
+    while i < n and text[i] in " \t\n":
+        i += 1
+    if i >= n or text[i] != "{":
+        return None
+    end = match_brace(text, i)
+    return (text[i + 1 : end - 1], end) if end != -1 else None
 
 
 def _parse_input(text: str, m: re.Match) -> tuple[str, str, str, int] | None:
