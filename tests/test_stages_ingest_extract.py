@@ -124,3 +124,15 @@ def test_text_command_refuses_with_one_line(tmp_path, capsys):
     broken.write_bytes(b"%PDF-1.7\n" + b"\x00" * 100)
     assert main(["text", str(broken)]) == 1
     assert "broken.pdf" in capsys.readouterr().err
+
+
+def test_papers_inside_a_bulk_style_tar_are_ingested_and_extracted(fixtures, tmp_path):
+    chunk = tmp_path / "arXiv_pdf_2208_001.tar"
+    with tarfile.open(chunk, "w") as tar:
+        tar.add(fixtures / "pdf" / "hwobows_vaughan2023_mnras.pdf", arcname="2208/2208.00011v2.pdf")
+        tar.add(fixtures / "pdf" / "corrfunc_sinha2016_elsarticle.pdf", arcname="2208/2208.00012v1.pdf")
+    out = run(tmp_path, [("ingest", {"pdfs": [str(chunk)]}), ("extract", {})])
+    papers = read_polars(out / "papers.parquet", PAPER)
+    assert all(p.startswith("tar://2208/") and p.endswith("::" + str(chunk)) for p in papers["pdf_path"])
+    docs = read_polars(out / "documents.parquet", DOCUMENT)
+    assert docs.height == 2 and set(docs["extractor"]) == {"pdf"} and docs["n_chars"].min() > 10_000
