@@ -28,6 +28,7 @@ from corpus.curate.filters import HeuristicConfig, LanguageConfig, ensure_some_k
 from corpus.curate.minhash import DedupConfig, SignatureStore
 from corpus.curate.quality import QualityClassifier, QualityParams, train_from_parquet
 from corpus.curate.text import content_hash
+from corpus.run.progress import progress
 from corpus.run.stage import Stage, StageConfig, path_field, register_stage
 from schemas import DECISION, DOCUMENT, PAPER, TableWriter, count_rows, iter_row_range, iter_rows
 
@@ -187,7 +188,8 @@ class Dedup(DocumentStage):
         with TableWriter(DECISION, self.out_dir / f"decisions/{self.name}.parquet") as decisions:
             decisions.write([r.decision(self.name) for r in results])
         with TableWriter(DOCUMENT, self.out_dir / self.output) as out:
-            for doc in iter_rows(self.input_path(), DOCUMENT, batch_size=DOCUMENT.row_group_size):
+            rows = iter_rows(self.input_path(), DOCUMENT, batch_size=DOCUMENT.row_group_size)
+            for doc in progress(rows, total=len(results), desc="dedup: write kept", unit="doc", disable=self.quiet):
                 if doc["paper_id"] in kept:
                     out.write([doc])
         return {f"decisions.{r}": n for r, n in Counter(r.action for r in results).items()} | {

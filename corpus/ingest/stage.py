@@ -130,7 +130,8 @@ class Ingest(Stage):
         flt = MetadataFilter(list(c.categories), c.since, c.until, c.include_cross_lists)
         for path in c.metadata:
             stats = MetadataStats()
-            for item in read_metadata(path, flt, storage_options=c.storage_options, stats=stats):
+            records_read = read_metadata(path, flt, storage_options=c.storage_options, stats=stats)
+            for item in progress(records_read, desc=f"metadata {path.rsplit('/', 1)[-1]}", unit="paper", disable=self.quiet):
                 if isinstance(item, MetadataError):
                     decisions.append(DecisionItem(f"!{item.item_id}", item.item_id, "failed", "malformed_metadata_line",
                                                   {"file": item.path, "line": item.line, "error": item.reason}))
@@ -184,7 +185,7 @@ class Ingest(Stage):
                 yield from list_inputs(location, storage_options=c.storage_options, role=role)
                 return
             chunks = select_chunks(read_manifest(location, storage_options=c.storage_options), c.bulk_since, c.bulk_until)
-            for chunk in progress(chunks, desc=f"fetch {role} chunks", unit="chunk", disable=False):
+            for chunk in progress(chunks, desc=f"fetch {role} chunks", unit="chunk", disable=self.quiet):
                 url = chunk_url(location, chunk.filename)
                 try:
                     got = fetch_chunk(url, self.path(c.download_dir), md5=chunk.md5sum, size=chunk.size,

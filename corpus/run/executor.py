@@ -294,6 +294,7 @@ def run_step(stage: Stage, index: int, config: ExecutorConfig) -> dict:
     """
     dirs = StepDirs(stage.out_dir, index, stage)
     dirs.prepare(stage)
+    stage.quiet = config.quiet
     if dirs.done.exists() and all((stage.out_dir / o).exists() for o in stage.outputs()):
         return json.loads(dirs.done.read_text())["stats"]
     if config.kind == "slurm":

@@ -82,6 +82,7 @@ class Stage(ABC):
         self.out_dir: Path | None = None
         self.work_dir: Path | None = None  # this step's private folder, set by the executor
         self.replay_dir: Path | None = None  # rebuild: the original run's folder, whose stored model outputs replay
+        self.quiet = False  # no progress bars (set by the executor from --quiet)
 
     # -- paths ---------------------------------------------------------------------------------
     def bind(self, out_dir: str | Path) -> Stage:
