@@ -122,7 +122,7 @@ def test_blank_page_is_flagged_empty():
     doc.new_page()
     result = extract_pdf(doc.tobytes(), name="blank.pdf")
     (page,) = result.pages
-    assert page.needs_ocr and page.reason == "empty" and page.garbled == 1.0
+    assert page.needs_ocr and page.reason == "empty_text_layer" and "empty" in page.flags and page.garbled == 1.0
 
 
 @pytest.mark.parametrize("broken", [_substitute, _shift], ids=["substituted", "shifted"])
@@ -134,7 +134,27 @@ def test_broken_font_encoding_is_flagged_garbled(fixtures, broken):
     intact, garbled = result.pages
     assert intact.chars > 1500 and garbled.chars > 1500
     assert not intact.needs_ocr and intact.garbled < 0.2
-    assert garbled.needs_ocr and garbled.reason == "garbled" and garbled.garbled >= 0.7
+    assert garbled.needs_ocr and garbled.reason == "garbled_text_layer" and garbled.garbled >= 0.7
+
+
+def test_page_decision_is_the_routing_decision(fixtures, extracted):
+    # one policy: a page's needs_ocr/reason are what route_pages("auto") decides for it
+    from corpus.extract.routing import RoutingThresholds, route_pages
+
+    results = list(extracted.values()) + [extract_pdf(_pdf(fixtures, "hubble1929_pnas_scanned.pdf"))]
+    for result in results:
+        for p, d in zip(result.pages, route_pages(result.pages, "auto")):
+            assert (p.needs_ocr, p.reason or "text_layer_ok") == (d.use_ocr, d.reason), (result.path, p.page)
+    hubble = results[-1]
+    assert all(p.needs_ocr and p.reason == "scanned_ocr_layer" for p in hubble.pages)
+    # the thresholds are config, and flow into the flags as well as the decision
+    lenient = RoutingThresholds(route_scanned=False, max_garbled=0.99)
+    hubble = extract_pdf(_pdf(fixtures, "hubble1929_pnas_scanned.pdf"), PdfExtractConfig(routing=lenient))
+    assert not any(p.needs_ocr for p in hubble.pages) and all("scanned" in p.flags for p in hubble.pages)
+    assert hubble.pages_needing_ocr() == []
+    strict = extract_pdf(_pdf(fixtures, "mnras_latex_guide_v3.pdf"), PdfExtractConfig(routing=RoutingThresholds(min_chars=10**6)))
+    assert strict.pages_needing_ocr() == list(range(1, strict.n_pages + 1))
+    assert all(p.reason == "empty_text_layer" and "empty" in p.flags for p in strict.pages)
 
 
 def test_replacement_glyphs_are_garbled():
@@ -211,6 +231,73 @@ def test_ligatures_expanded_and_hyphenation_rejoined(extracted):
     assert "LEG- WORK" not in legwork  # upper-case halves of a word seen whole elsewhere
     aastex = _squash(extracted["aastex63_sample_article.pdf"].text)
     assert "first" in aastex and "figure" in aastex  # "ﬁrst", "ﬁgure" in the raw text layer
+
+
+def test_sub_and_superscripts_are_set_apart_from_their_base(fixtures, extracted):
+    # LEGWORK p.4: "orbital frequency, $f_{\rm orb}$," and "the $n^{\rm th}$ harmonic"; MuPDF alone
+    # writes "forb" and "nth", a word that is neither
+    legwork = _squash(extracted["legwork_wagg2022_aastex631_twocol.pdf"].text)
+    assert "orbital frequency, f_orb, and the semi-major axis" in legwork
+    assert "(f_GW = 2f_orb)" in legwork and "the n^th harmonic frequency" in legwork
+    assert "forb" not in legwork
+    # the AASTeX sample: a footnote marker after a word, "abstract^a)" (MuPDF: "abstracta).")
+    aastex = _squash(extracted["aastex63_sample_article.pdf"].text)
+    assert "word limit for the abstract^a). If you exceed" in aastex
+    # a logo is no superscript: "LaTeX" keeps its raised, kerned A
+    assert "LaTEX was written in 1985" in aastex and "^A" not in aastex
+    path = _pdf(fixtures, "legwork_wagg2022_aastex631_twocol.pdf")
+    spaced = _squash(extract_pdf(path, PdfExtractConfig(scripts="space"), pages=range(3, 6)).text)
+    joined = _squash(extract_pdf(path, PdfExtractConfig(scripts="join"), pages=range(3, 6)).text)
+    assert "orbital frequency, f orb, and" in spaced
+    assert "orbital frequency, forb, and" in joined  # MuPDF's own text
+
+
+def test_spans_on_one_line_join_as_printed(extracted):
+    # a loosely set line: MuPDF ends a span at each wide word gap; the words stay apart, and the
+    # spans of one line (roman, link-coloured citation, roman) join without an added space
+    aastex = _squash(extracted["aastex63_sample_article.pdf"].text)
+    assert "a persistent identifier like a Digital Object Identifier (DOI)" in aastex
+    legwork = _squash(extracted["legwork_wagg2022_aastex631_twocol.pdf"].text)
+    assert "(Peters & Mathews 1963)" in legwork or "Peters & Mathews (1963)" in legwork
+    assert "( ρ" not in legwork and "(ρ = 31.7 → ρ = 50.2)" in legwork
+
+
+def test_visual_lines_from_span_boxes():
+    from corpus.extract.pdf import _visual_lines
+
+    def box(x0, x1, y0=100.0, y1=110.0):  # a span's box; the body text runs from y 100 to 110
+        return (x0, y0, x1, y1)
+
+    # a subscript (smaller, lower) and a superscript (smaller, higher) right after their base
+    spans = [("the frequency f", box(0, 70)), ("orb", box(70, 82, 104, 111)), (" and x", box(82, 110)),
+             ("2", box(110, 114, 97, 104)), (" here", box(114, 140))]
+    assert _visual_lines(spans, "mark") == ("the frequency f_orb and x^2 here", False)
+    assert _visual_lines(spans, "space") == ("the frequency f orb and x 2 here", False)
+    assert _visual_lines(spans, "join") == ("the frequency forb and x2 here", False)
+    # a raised small letter that overlaps the letter before it is a kerned logo, not a superscript
+    logo = [("L", box(0, 6)), ("A", box(3, 8, 99, 106)), ("TEX is", box(6, 40))]
+    assert _visual_lines(logo, "mark") == ("LATEX is", False)
+    # the base resumes right after a script: set apart, so the exponent does not run on
+    assert _visual_lines([("a", box(0, 5)), ("3", box(5, 9, 97, 104)), ("b c", box(9, 30))]) == ("a^3 b c", False)
+    # a wide gap between two spans is a space; a span below the line's band starts a new line;
+    # whitespace-only spans (no box) stay in their line
+    spans = [("loosely", box(0, 40)), ("set", box(50, 65)), (" ", None), ("line", box(0, 20, 112, 122))]
+    assert _visual_lines(spans) == ("loosely set \nline", False)
+    # a block that starts with a superscript (a footnote marker)
+    assert _visual_lines([("3", box(0, 4, 97, 104)), (" Note that", box(4, 50))]) == ("^3 Note that", True)
+
+
+def test_footnotes_come_after_the_page_text(fixtures, extracted):
+    # HWObows p.1: the corresponding author's footnote sits at the foot of the left column, above the
+    # end of the page's text in the right column; it moves after the page's running text
+    page = extracted["hwobows_vaughan2023_mnras.pdf"].pages[0]
+    assert page.text.rstrip().endswith("sophia.vaughan@physics.ox.ac.uk") or "Correspondence" in page.text.split("\n\n")[-2]
+    kept = extract_pdf(_pdf(fixtures, "hwobows_vaughan2023_mnras.pdf"), PdfExtractConfig(footnotes_last=False), pages=[1, 2, 3])
+    assert kept.pages[0].text.index("Correspondence") < page.text.index("Correspondence")
+    # LEGWORK p.6: footnote 3 after the right column's text; the equation above it stays in place
+    p6 = extracted["legwork_wagg2022_aastex631_twocol.pdf"].pages[5].text
+    assert p6.split("\n\n")[-1].startswith("^3 Note that this is factor of 2 different")
+    assert p6.index("˙f_n = df_n da") < p6.index("We write that the position of the source")
 
 
 def test_compounds_keep_their_hyphen(extracted):
@@ -352,7 +439,7 @@ def test_hard_time_limit_interrupts_a_stuck_page(fixtures, monkeypatch):
     # would report "at page N" and only after the loop gave up)
     import corpus.extract.pdf as pdfmod
 
-    def stuck(page):
+    def stuck(page, *_):
         deadline = pdfmod.time.monotonic() + 30
         while pdfmod.time.monotonic() < deadline:
             pass

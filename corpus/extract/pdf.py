@@ -1,18 +1,23 @@
 """The text layer of a PDF, page by page, with PyMuPDF.
 
 ``extract_pdf(path)`` returns one :class:`PdfPage` per page: the page's text in reading order
-(two-column layouts read left column, then right column), with ligatures expanded, words hyphenated at
-line ends rejoined, and running headers, footers and page numbers removed; plus measured signals that
-tell whether the page's text layer is usable or the page must go to OCR (``needs_ocr``):
+(two-column layouts read left column, then right column, footnotes after the page's running text),
+with sub- and superscripts set apart from their base word (``f_orb``, ``n^th`` rather than MuPDF's
+``forb``, ``nth``), ligatures expanded, words hyphenated at line ends rejoined, and running headers,
+footers and page numbers removed; plus measured signals that
+tell whether the page's text layer is usable or the page must go to OCR. The flags and the decision
+(``needs_ocr``, ``reason``) come from :mod:`corpus.extract.routing` (``signal_flags``, ``decide``)
+under ``config.routing``, the same policy the extract stage routes pages by:
 
-* ``empty`` - no usable text and no image (``chars < config.empty_chars``);
 * ``image_only`` - little or no text over a page mostly covered by images (a scan without OCR layer);
+* ``empty`` - (almost) no text and no image;
 * ``garbled`` - the text layer is not language (broken font encoding, replacement glyphs), measured by
   :func:`corpus.extract.text_quality.garbled_score`;
+* ``scanned`` - a text layer over a full-page image: an old OCR layer (routed unless
+  ``route_scanned`` is off);
+* ``math_dense`` - many math glyphs: glyph soup;
 
-and, not routing by themselves, ``scanned`` (a text layer over a full-page image: an old OCR layer) and
-``math_dense`` (many math glyphs: dense equations, possibly "glyph soup"), with the numbers behind
-them (``image_coverage``, ``math_glyph_fraction``) so a router can make its own call.
+with the numbers behind them (``garbled``, ``image_coverage``, ``math_glyph_fraction``).
 
 Bad input raises :class:`PdfError` naming the file and a short ``reason``: ``not_pdf``, ``corrupt``,
 ``encrypted``, ``zero_pages``, ``timeout``. A page that MuPDF cannot read is not fatal: it comes back
@@ -40,6 +45,7 @@ from typing import Iterable, Sequence
 
 import pymupdf
 
+from corpus.extract.routing import FLAG_REASONS, PageSignals, RoutingThresholds, decide, signal_flags
 from corpus.extract.text_quality import text_signals
 
 EXTRACTOR = "pymupdf"
@@ -48,8 +54,14 @@ _LIGATURES = str.maketrans(
     {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st"}
 )
 # MuPDF flags: no TEXT_PRESERVE_LIGATURES (MuPDF expands them), no TEXT_DEHYPHENATE (we decide per
-# word), images kept as blocks so their area can be measured without a second pass over the page.
-_TEXT_FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP | pymupdf.TEXT_PRESERVE_IMAGES
+# word), images kept as blocks so their area can be measured without a second pass over the page, and
+# TEXT_PRESERVE_SPANS: every span (a run of one font, size and baseline) becomes its own stext line, so
+# that the words' boxes tell where a sub- or superscript starts (see _visual_lines). The dict
+# extraction would say so directly, but costs more than the page's own parse and encodes every image.
+_TEXT_FLAGS = (
+    pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP | pymupdf.TEXT_PRESERVE_IMAGES
+    | pymupdf.TEXT_PRESERVE_SPANS
+)
 _LIGATURE_CHARS = re.compile("[\ufb00-\ufb06]")
 _DIGITS = re.compile(r"\d+")
 _SPACES = re.compile(r"[ \t\u00a0]+")
@@ -73,22 +85,12 @@ class PdfError(Exception):
 
 @dataclass
 class PdfExtractConfig:
-    """How :func:`extract_pdf` reads a PDF and when it sends a page to OCR."""
+    """How :func:`extract_pdf` reads a PDF and when it flags a page for OCR."""
 
-    garbled_threshold: float = 0.5
-    """A page whose garbled score is at least this needs OCR. Born-digital fixture pages with 300+
-    characters score <= 0.28 (prose <= 0.08); the same pages with letters permuted or shifted (a broken
-    font encoding) score 0.8-1.0 (see corpus/extract/text_quality.py)."""
-    empty_chars: int = 20
-    """A page with fewer non-space characters than this has no usable text layer."""
-    image_only_coverage: float = 0.5
-    """A page with (almost) no text whose images cover at least this fraction of it is ``image_only``."""
-    image_only_chars: int = 200
-    """"Almost no text" for ``image_only``: fewer non-space characters than this."""
-    scanned_coverage: float = 0.85
-    """A page with text over images covering at least this fraction is flagged ``scanned``."""
-    math_dense_fraction: float = 0.2
-    """Flag ``math_dense`` at this fraction of math glyphs (born-digital math pages reach ~0.1)."""
+    routing: RoutingThresholds = field(default_factory=RoutingThresholds)
+    """The thresholds behind each page's flags and ``needs_ocr`` (corpus.extract.routing: the same
+    policy that routes pages in the extract stage). Born-digital fixture pages with 300+ characters
+    have garbled <= 0.33 and math-glyph fraction <= 0.1; broken font encodings score 0.8-1.0."""
     time_limit_s: float | None = 120.0
     """Per-file limit (seconds); ``None`` for none. See the module docstring for how it is enforced."""
     remove_headers: bool = True
@@ -100,6 +102,13 @@ class PdfExtractConfig:
     (or on every page of a document shorter than this, if that is at least 2 pages)."""
     reading_order: bool = True
     """Order text blocks by columns (left column, then right) instead of the PDF's content order."""
+    scripts: str = "mark"
+    """How sub- and superscripts that MuPDF runs into their base word appear: ``"mark"`` writes them
+    ``f_orb``, ``a^3``, ``abstract^a)``; ``"space"`` sets them apart with a space (``f orb``);
+    ``"join"`` keeps MuPDF's text (``forb``)."""
+    footnotes_last: bool = True
+    """Move footnotes (small text at the foot of a column, nothing of body size below it) to the end of
+    the page's text, so they do not split the sentence running on into the next column."""
     dehyphenate: bool = True
     """Rejoin words hyphenated at line ends (keeping the hyphen where the document writes the
     compound with one elsewhere, e.g. ``two-\\ncolumn`` when ``two-column`` occurs inline)."""
@@ -119,8 +128,10 @@ class PdfPage:
     flags: list[str] = field(default_factory=list)
     """e.g. empty, image_only, garbled, scanned, math_dense, header_removed, page_number_removed, error"""
     needs_ocr: bool = False
+    """what ``corpus.extract.routing.decide`` says under ``config.routing`` (policy ``auto``)"""
     reason: str | None = None
-    """why ``needs_ocr`` (the first routing flag), else None"""
+    """why ``needs_ocr`` (a routing reason: image_only, empty_text_layer, garbled_text_layer,
+    scanned_ocr_layer, math_glyph_soup, text_layer_error: <detail>), else None"""
     image_coverage: float = 0.0
     """fraction of the page area covered by images (0..1)"""
     math_glyph_fraction: float = 0.0
@@ -218,6 +229,10 @@ class _Block:
     x1: float
     y1: float
     text: str
+    size: float = 0.0
+    """height of the block's longest span's box (its text size, roughly); 0 when unknown"""
+    marked: bool = False
+    """the block starts with a superscript (a footnote's marker)"""
 
 
 def _order_blocks(blocks: list[_Block], width: float) -> list[_Block]:
@@ -259,6 +274,42 @@ def _order_blocks(blocks: list[_Block], width: float) -> list[_Block]:
     return out
 
 
+def _footnotes_last(blocks: list[_Block], height: float) -> list[_Block]:
+    """Footnotes moved to the end of the page, so that they no longer split the sentence that runs from
+    the foot of one column to the head of the next.
+
+    A footnote block lies in the lower half of the page, is set smaller than the page's body text (its
+    size at most ``_FOOTNOTE_SIZE`` of the size that carries most characters), starts with a
+    superscript marker, and has nothing of body size below it in its column: a small block with body
+    text under it (a caption in the middle of a column) stays where it is, and so do the small pieces
+    of a displayed equation (they start with no marker).
+    """
+    weight: Counter[float] = Counter()
+    for b in blocks:
+        if b.size:
+            weight[round(b.size, 1)] += len(b.text)
+    if not weight:
+        return blocks
+    body = weight.most_common(1)[0][0]
+    small = [bool(b.size) and b.y0 >= height / 2 and b.size <= _FOOTNOTE_SIZE * body for b in blocks]
+    if not any(small):
+        return blocks
+    notes = set()
+    for i, b in enumerate(blocks):
+        if small[i] and b.marked and not any(
+            not small[j] and o.y0 >= b.y1 - 1 and o.x0 < b.x1 and o.x1 > b.x0 for j, o in enumerate(blocks)
+        ):
+            notes.add(i)
+    if not notes:
+        return blocks
+    return [b for i, b in enumerate(blocks) if i not in notes] + [b for i, b in enumerate(blocks) if i in notes]
+
+
+_FOOTNOTE_SIZE = 0.85
+"""Footnotes are set at 0.8 of the body size (8 pt under 10 pt); math italic against a Times body
+measures 0.89, so an equation block could pass this test but then has body text below it."""
+
+
 def _mostly_top_down(blocks: list[_Block]) -> bool:
     """Whether the PDF's own order of these blocks (one column) already runs down the page.
 
@@ -267,6 +318,145 @@ def _mostly_top_down(blocks: list[_Block]) -> bool:
     """
     ups = sum(1 for a, b in zip(blocks, blocks[1:]) if b.y1 < a.y0 - 2)
     return ups <= max(1, len(blocks) // 5)
+
+
+# ----------------------------------------------------------------------------------------------------
+# spans -> visual lines, with sub- and superscripts set apart
+
+_Box = tuple[float, float, float, float]
+_SCRIPT_HEIGHT = 0.85
+"""A span is a script candidate when its box is at most this fraction of the line's main span's height
+(TeX's script sizes are 0.7 and 0.5 of the text size)."""
+_SCRIPT_SHIFT = 0.15
+"""... and its vertical centre sits at least this fraction of that height below (subscript) or above
+(superscript) the main span's centre. A smaller font on the same baseline (small capitals, a smaller
+text size) moves the centre by well under 0.1; TeX's script shifts move it by 0.2-0.35."""
+_WORD_GAP = 0.3
+"""MuPDF writes a space where it sees a word gap, but under TEXT_PRESERVE_SPANS a gap wider than its
+line-joining distance (a loosely set line) ends the span instead: a gap of this fraction of the line
+height between two spans is a space (the gaps between glued spans measure 0-0.17)."""
+_KERN_OVERLAP = 0.15
+"""A small raised span that overlaps the base text before it by more than this fraction of the line
+height is a kerned logo letter (the A of LaTeX), not a superscript: TeX sets scripts after their base."""
+
+
+def _visual_lines(spans: Sequence[tuple[str, _Box | None]], scripts: str = "mark") -> tuple[str, bool]:
+    """Join a block's spans (MuPDF lines under TEXT_PRESERVE_SPANS) into its visual lines.
+
+    ``spans`` are (text, box) in MuPDF's order; ``box`` is the union of the span's word boxes, None for
+    a span of whitespace only (it joins the line it is in). A span continues the current visual line
+    when its vertical centre lies inside the line's band (the box of its full-size spans so far) or,
+    when it is taller than the spans so far, its box spans the band's centre (full-size text after a
+    leading superscript), else it starts a new one. Spans of a line are concatenated as MuPDF concatenates them (spaces are
+    characters of the spans), except that a sub- or superscript (smaller and shifted, see the
+    thresholds above) is set apart from its base: ``f_orb``, ``n^th``, ``abstract^a)`` with
+    ``scripts="mark"``, ``f orb`` with ``"space"``, MuPDF's own ``forb`` with ``"join"``; and a gap
+    wider than ``_WORD_GAP`` between two spans is a space. Returns the visual lines joined by
+    newlines, and whether the first line starts with a superscript (a footnote marker).
+    """
+    out: list[str] = []
+    first_raised = False
+    cur: list[tuple[str, _Box | None]] = []
+    y0 = y1 = bh = hmin = hmax = 0.0
+    nbox = 0
+    for text, box in spans:
+        if box is not None:
+            h = box[3] - box[1]
+            if nbox:
+                cy = (box[1] + box[3]) * 0.5
+                if (cy < y0 or cy > y1) and not (
+                    bh < _SCRIPT_HEIGHT * h and box[1] <= (y0 + y1) * 0.5 <= box[3]
+                ):
+                    line, raised = _line_text(cur, nbox, hmin, hmax, scripts)
+                    first_raised = first_raised or (raised and not out)
+                    out.append(line)
+                    cur = []
+                    nbox = 0
+            if not nbox:
+                y0, y1, bh, hmin, hmax = box[1], box[3], h, h, h
+            else:
+                if h >= _SCRIPT_HEIGHT * bh:
+                    y0, y1, bh = min(y0, box[1]), max(y1, box[3]), max(bh, h)
+                if h < hmin:
+                    hmin = h
+                elif h > hmax:
+                    hmax = h
+            nbox += 1
+        cur.append((text, box))
+    if cur:
+        line, raised = _line_text(cur, nbox, hmin, hmax, scripts)
+        first_raised = first_raised or (raised and not out)
+        out.append(line)
+    return "\n".join(out), first_raised
+
+
+def _line_text(line: list[tuple[str, _Box | None]], nbox: int, hmin: float, hmax: float, scripts: str) -> tuple[str, bool]:
+    """One visual line's text and whether it starts with a superscript; ``nbox`` spans have a box,
+    of heights ``hmin``..``hmax``."""
+    if nbox < 2:
+        return "".join(t for t, _ in line), False
+    if hmin > _SCRIPT_HEIGHT * hmax:  # one size throughout: no scripts, only gaps to check
+        gap = _WORD_GAP * hmax
+        parts: list[str] = []
+        prev_x1 = None
+        for text, box in line:
+            if box is not None:
+                if prev_x1 is not None and box[0] - prev_x1 > gap and not text[:1].isspace() and parts and not parts[-1][-1:].isspace():
+                    text = " " + text
+                prev_x1 = box[2]
+            parts.append(text)
+        return "".join(parts), False
+    return _mark_scripts(line, scripts)
+
+
+def _mark_scripts(line: list[tuple[str, _Box | None]], scripts: str) -> tuple[str, bool]:
+    """One visual line's text, and whether it starts with a superscript."""
+    # the main size: the box height that carries most characters (ties: the taller)
+    weight: dict[float, int] = {}
+    for t, b in line:
+        if b is not None:
+            k = round(b[3] - b[1], 1)
+            weight[k] = weight.get(k, 0) + len(t.strip())
+    size = max(weight, key=lambda k: (weight[k], k))
+    main = next(b for _, b in line if b is not None and round(b[3] - b[1], 1) == size)
+    H = main[3] - main[1]
+    cy_main = (main[1] + main[3]) / 2
+    out: list[str] = []
+    base_x1 = None  # right edge of the last full-size span
+    prev_kind = ""
+    prev_x1 = None
+    starts_raised = None
+    for text, box in line:
+        kind = ""
+        if box is not None:
+            if prev_x1 is not None and box[0] - prev_x1 > _WORD_GAP * H and not text[:1].isspace() and out and not out[-1][-1:].isspace():
+                text = " " + text
+            prev_x1 = box[2]
+            h = box[3] - box[1]
+            shift = (box[1] + box[3]) / 2 - cy_main
+            if h <= _SCRIPT_HEIGHT * H and abs(shift) >= _SCRIPT_SHIFT * H and text.strip():
+                if base_x1 is None or box[0] >= base_x1 - _KERN_OVERLAP * H:
+                    kind = "_" if shift > 0 else "^"
+            if not kind:
+                base_x1 = box[2]
+            if starts_raised is None:
+                starts_raised = kind == "^"
+        if scripts == "join":
+            out.append(text)
+        elif kind and kind != prev_kind:
+            body = text.lstrip()
+            lead = text[: len(text) - len(body)]
+            if scripts == "mark":
+                out.append(lead + kind + body)
+            else:  # "space": set apart from a base word it touches
+                out.append((lead or (" " if out and out[-1][-1:].isalnum() else "")) + body)
+        elif not kind and prev_kind and box is not None and text[:1].isalnum() and out and out[-1][-1:].isalnum():
+            out.append(" " + text)  # the base resumes right after a script: "a^3 b", not "a^3b"
+        else:
+            out.append(text)
+        if box is not None:
+            prev_kind = kind
+    return "".join(out), bool(starts_raised)
 
 
 def _block_text(raw: str) -> str:
@@ -291,13 +481,15 @@ class _RawPage:
     error: str | None = None
 
 
-def _read_page(page: pymupdf.Page) -> _RawPage:
+def _read_page(page: pymupdf.Page, scripts: str = "mark") -> _RawPage:
     # text coordinates are those of the unrotated page, origin at the cropbox's top left: a landscape
     # (/Rotate 90) page keeps its running head at the top of the cropbox, not of page.rect
     w, h = max(page.cropbox.width, 1.0), max(page.cropbox.height, 1.0)
     tp = page.get_textpage(flags=_TEXT_FLAGS)
+    words = _span_words(tp.extractWORDS())
     blocks: list[_Block] = []
     img_area = 0.0
+    n_text = 0
     for x0, y0, x1, y1, txt, _no, btype in tp.extractBLOCKS():
         if btype == 1:
             cx0, cy0 = max(x0, 0.0), max(y0, 0.0)
@@ -305,10 +497,56 @@ def _read_page(page: pymupdf.Page) -> _RawPage:
             if cx1 > cx0 and cy1 > cy0:
                 img_area += (cx1 - cx0) * (cy1 - cy0)
             continue
-        t = _block_text(txt)
+        spans, size, marked = _block_spans(txt, words, n_text, scripts)
+        n_text += 1
+        t = _block_text(spans)
         if t:
-            blocks.append(_Block(x0, y0, x1, y1, t))
+            blocks.append(_Block(x0, y0, x1, y1, t, size, marked))
     return _RawPage(page.number + 1, w, h, blocks, min(1.0, img_area / (w * h)))
+
+
+def _span_words(words: list[tuple]) -> tuple[dict, dict]:
+    """extractWORDS rows keyed by (text block, span line): the line's first row and its last row."""
+    last = {(r[5], r[6]): r for r in words}
+    first = {(r[5], r[6]): r for r in reversed(words)}
+    return first, last
+
+
+def _block_spans(raw: str, words: tuple[dict, dict], index: int, scripts: str) -> tuple[str, float, bool]:
+    """A text block's text as visual lines, its spans' boxes taken from the words of the ``index``-th
+    text block (extractWORDS numbers text blocks only). A span's box runs from its first word's left
+    edge to its last word's right edge (the words of a span share font, size and baseline). Where the
+    words do not match the block's span lines (a line clipped away, another numbering), the block
+    keeps MuPDF's line breaks. Also returns the height of the longest span's box (0 if unknown) and
+    whether the block starts with a superscript."""
+    spans = raw.split("\n")
+    if spans and spans[-1] == "":
+        spans.pop()
+    first, last = words
+    if len(spans) < 2:
+        f = first.get((index, 0))
+        return raw, (f[3] - f[1] if f is not None else 0.0), False
+    pairs: list[tuple[str, _Box | None]] = []
+    size = 0.0
+    longest = 0
+    for i, text in enumerate(spans):
+        key = (index, i)
+        f = first.get(key)
+        if f is None:
+            if text and not text.isspace():
+                return raw, 0.0, False
+            pairs.append((text, None))
+            continue
+        lw = last[key]
+        if f[4] not in text or lw[4] not in text:
+            return raw, 0.0, False
+        pairs.append((text, (f[0], f[1], lw[2], f[3])))
+        if len(text) > longest:
+            longest, size = len(text), f[3] - f[1]
+    if (index, len(spans)) in first:
+        return raw, 0.0, False
+    text, marked = _visual_lines(pairs, scripts)
+    return text, size, marked
 
 
 def _strip_margins(pages: list[_RawPage], cfg: PdfExtractConfig) -> dict[int, list[str]]:
@@ -470,7 +708,7 @@ def extract_pdf(
                 if cfg.time_limit_s is not None and time.monotonic() - start > cfg.time_limit_s:
                     raise PdfError(label, "timeout", f"time limit {cfg.time_limit_s:g}s exceeded at page {number}")
                 try:
-                    raw.append(_read_page(doc[number - 1]))
+                    raw.append(_read_page(doc[number - 1], cfg.scripts))
                 except PdfError:
                     raise
                 except Exception as e:  # one unreadable page is a page-level failure, not a file-level one
@@ -486,6 +724,8 @@ def extract_pdf(
         texts = []
         for p in raw:
             blocks = _order_blocks(p.blocks, p.width) if cfg.reading_order else p.blocks
+            if cfg.footnotes_last:
+                blocks = _footnotes_last(blocks, p.height)
             text = "\n\n".join(b.text for b in blocks)
             if _LIGATURE_CHARS.search(text):  # MuPDF expands most; fonts mapping to U+FB0x keep them
                 text = text.translate(_LIGATURES)
@@ -515,24 +755,15 @@ def _join_page_hyphens(texts: list[str], numbers: list[int]) -> None:
 
 def _page(p: _RawPage, text: str, margin_flags: list[str], cfg: PdfExtractConfig) -> PdfPage:
     if p.error:
-        return PdfPage(p.number, "", 0, 1.0, ["error"], True, f"error: {p.error}")
+        return PdfPage(p.number, "", 0, 1.0, ["error"], True, f"{FLAG_REASONS['error']}: {p.error}")
     s = text_signals(text)
-    flags: list[str] = []
-    if s.chars < cfg.empty_chars:
-        flags.append("image_only" if p.image_coverage >= cfg.image_only_coverage else "empty")
-    elif s.chars < cfg.image_only_chars and p.image_coverage >= cfg.image_only_coverage:
-        flags.append("image_only")
-    elif s.garbled >= cfg.garbled_threshold:
-        flags.append("garbled")
-    routing = flags[0] if flags else None
-    if s.chars and p.image_coverage >= cfg.scanned_coverage:
-        flags.append("scanned")
-    if s.math_glyph_fraction >= cfg.math_dense_fraction:
-        flags.append("math_dense")
-    flags.extend(margin_flags)
-    return PdfPage(
-        page=p.number, text=text, chars=s.chars, garbled=round(s.garbled, 4), flags=flags,
-        needs_ocr=routing is not None, reason=routing, image_coverage=round(p.image_coverage, 4),
-        math_glyph_fraction=round(s.math_glyph_fraction, 4), nonword_fraction=round(s.nonword_fraction, 4),
-        bad_char_fraction=round(s.bad_char_fraction, 4),
+    page = PdfPage(
+        page=p.number, text=text, chars=s.chars, garbled=round(s.garbled, 4),
+        image_coverage=round(p.image_coverage, 4), math_glyph_fraction=round(s.math_glyph_fraction, 4),
+        nonword_fraction=round(s.nonword_fraction, 4), bad_char_fraction=round(s.bad_char_fraction, 4),
     )
+    signals = PageSignals.from_page(page)  # the rounded values, exactly what a router reads later
+    page.flags = signal_flags(signals, cfg.routing) + margin_flags
+    page.needs_ocr, why = decide(signals, cfg.routing)
+    page.reason = why if page.needs_ocr else None
+    return page

@@ -3,7 +3,10 @@
 ``route_pages`` decides per page from signals the PDF text-layer extractor already computes
 (``corpus.extract.pdf.PdfPage``: characters, garbled score, image coverage, math-glyph fraction,
 flags); it depends only on the small ``PageSignals`` record, built from any object with those
-attributes by ``PageSignals.from_page``. The policy is one setting:
+attributes by ``PageSignals.from_page``. This module is the one place where the thresholds live:
+the extractor itself calls :func:`signal_flags` and :func:`decide` to set a page's flags and its
+``needs_ocr``/``reason``, so a ``PdfPage`` and ``route_pages(..., "auto")`` always agree (given
+the same ``RoutingThresholds``). The policy is one setting:
 
 * ``never``  - every page keeps its text layer;
 * ``always`` - every page goes to Nougat (the reference recipe);
@@ -31,16 +34,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "FLAG_REASONS",
     "MergedPage",
     "PageSignals",
     "Policy",
     "RouteDecision",
     "RoutingThresholds",
+    "decide",
     "document_extractor",
     "document_pages",
     "merge_pages",
     "route_pages",
     "routing_stats",
+    "signal_flags",
 ]
 
 Policy = Literal["never", "auto", "always"]
@@ -107,19 +113,45 @@ class RouteDecision:
     reason: str
 
 
-def _decide(s: PageSignals, t: RoutingThresholds) -> tuple[bool, str]:
-    if "error" in s.flags:
-        return True, "text_layer_error"
+FLAG_REASONS: dict[str, str] = {
+    "error": "text_layer_error",
+    "image_only": "image_only",
+    "empty": "empty_text_layer",
+    "garbled": "garbled_text_layer",
+    "scanned": "scanned_ocr_layer",
+    "math_dense": "math_glyph_soup",
+}
+"""Each condition flag (as the extractor writes it into a page's flags) and the routing reason it gives,
+in the order ``decide`` checks them."""
+
+
+def signal_flags(s: PageSignals, t: RoutingThresholds) -> list[str]:
+    """The conditions a page's text layer meets, as flags: at most one of ``image_only`` (little text
+    over a mostly-image page), ``empty`` (almost no text) and ``garbled`` (not language), the first
+    that holds; then ``scanned`` (text over a near full-page image) and ``math_dense`` (math glyph
+    soup). ``s.flags`` is not read: an ``error`` flag is the extractor's own."""
+    out: list[str] = []
     if s.image_coverage >= t.image_only_coverage and s.chars < t.image_only_chars:
-        return True, "image_only"
-    if s.chars < t.min_chars:
-        return True, "empty_text_layer"
-    if s.garbled is not None and s.garbled >= t.max_garbled:
-        return True, "garbled_text_layer"
-    if t.route_scanned and s.image_coverage >= t.scanned_coverage:
-        return True, "scanned_ocr_layer"
+        out.append("image_only")
+    elif s.chars < t.min_chars:
+        out.append("empty")
+    elif s.garbled is not None and s.garbled >= t.max_garbled:
+        out.append("garbled")
+    if s.chars and s.image_coverage >= t.scanned_coverage:
+        out.append("scanned")
     if s.math_glyph_fraction is not None and s.math_glyph_fraction >= t.max_math_glyph_fraction:
-        return True, "math_glyph_soup"
+        out.append("math_dense")
+    return out
+
+
+def decide(s: PageSignals, t: RoutingThresholds) -> tuple[bool, str]:
+    """Whether ``auto`` sends this page to OCR, and why (``text_layer_ok`` when it does not)."""
+    if "error" in s.flags:
+        return True, FLAG_REASONS["error"]
+    for flag in signal_flags(s, t):
+        if flag == "scanned" and not t.route_scanned:
+            continue
+        return True, FLAG_REASONS[flag]
     return False, "text_layer_ok"
 
 
@@ -140,7 +172,7 @@ def route_pages(
         elif policy == "always":
             out.append(RouteDecision(s.page, True, "policy_always"))
         else:
-            use, why = _decide(s, t)
+            use, why = decide(s, t)
             out.append(RouteDecision(s.page, use, why))
     return out
 
