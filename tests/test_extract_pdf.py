@@ -463,3 +463,28 @@ def test_hard_time_limit_interrupts_a_stuck_page(fixtures, monkeypatch):
     with pytest.raises(PdfError) as info:
         extract_pdf(_pdf(fixtures, "corrfunc_sinha2016_elsarticle.pdf"), PdfExtractConfig(time_limit_s=0.5))
     assert info.value.reason == "timeout" and "at page" not in str(info.value)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("holes (Peters 1964), and", "holes, and"),
+    ("LISA (e.g. Begelman et al. 1980; Klein et al. 2016) is", "LISA is"),
+    ("as (Robson et al. 2019, Eq. 1) shows", "as shows"),
+    ("the code (Astropy Collaboration et al. 2013, 2018).", "the code."),
+    ("see (van der Walt et al. 2011)", "see"),
+    ("by Peters (1964) and", "by Peters (1964) and"),  # textual citations stay, as on the LaTeX path
+    ("(Received August 4, 2022)", "(Received August 4, 2022)"),
+    ("in (Table 1) we", "in (Table 1) we"),
+    ("at z (2019) x", "at z (2019) x"),
+])
+def test_parenthetical_citations_are_dropped_like_the_latex_path(text, expected):
+    from corpus.extract.pdf import drop_parenthetical_citations
+
+    assert drop_parenthetical_citations(text) == expected
+
+
+def test_citations_dropped_by_default_kept_on_request(fixtures):
+    pdf = fixtures / "pdf" / "legwork_wagg2022_aastex631_twocol.pdf"
+    dropped = extract_pdf(pdf).text
+    kept = extract_pdf(pdf, PdfExtractConfig(parenthetical_citations="keep")).text
+    assert "(Wagg et al. 2022)" in kept and "(Wagg et al. 2022)" not in dropped
+    assert "Peters (1964)" in dropped  # a textual citation is prose

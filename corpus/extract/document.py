@@ -20,7 +20,6 @@ from corpus.extract.pdf import PdfError, PdfExtractConfig, PdfPage, extract_pdf
 from corpus.extract.routing import (
     Policy,
     RouteDecision,
-    RoutingThresholds,
     document_extractor,
     document_pages,
     merge_pages,
@@ -48,7 +47,6 @@ class ExtractOptions:
     storage_options: dict = field(default_factory=dict)
     ocr_policy: Policy = "auto"
     """which PDF pages go to Nougat: never, auto (empty, garbled, scanned, glyph soup) or always"""
-    routing: RoutingThresholds = field(default_factory=RoutingThresholds)
     nougat: NougatConfig | None = None
     """the model; None routes and records pages without running it (they keep their text layer)"""
 
@@ -138,7 +136,7 @@ def extract_paper(
         return ExtractedDocument(None, "none", "pdf_unreadable", input_sha256=pdf_sha256, notes=notes)
     doc = ExtractedDocument(None, "none", fallback, n_pages=result.n_pages, input_sha256=pdf_sha256, notes=notes,
                             pdf=pdf, pdf_pages=result.pages, base_reason=fallback)
-    doc.routes = route_pages(result.pages, options.ocr_policy, options.routing)
+    doc.routes = route_pages(result.pages, options.ocr_policy, options.pdf.routing)
     return assemble(doc, {})
 
 

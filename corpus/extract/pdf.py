@@ -110,6 +110,11 @@ class PdfExtractConfig:
     """Move footnotes (small text that starts with a superscript marker, at the foot of a column with
     nothing of body size below it) to the end of the page's text, so they do not split the sentence
     running on into the next column."""
+    parenthetical_citations: Literal["drop", "keep"] = "drop"
+    """``"drop"`` removes author-year citations in parentheses -- ``(Peters 1964)``, ``(e.g. Moore et
+    al. 2015; Robson et al. 2019, Eq. 1)`` -- with the blank before them, as the LaTeX path drops
+    ``\\citep`` (``corpus.extract.latex``), so both paths give the same prose; textual citations
+    (``Peters (1964)``) stay. ``"keep"`` leaves them."""
     dehyphenate: bool = True
     """Rejoin words hyphenated at line ends (keeping the hyphen where the document writes the
     compound with one elsewhere, e.g. ``two-\\ncolumn`` when ``two-column`` occurs inline)."""
@@ -635,6 +640,23 @@ def _dehyphenate(texts: list[str]) -> list[str]:
     return out
 
 
+_NAME = r"(?:(?:van|von|de|der|den|du|da|di|le|la)\s+)*[A-Z][A-Za-z'\u2019\-]+(?:\s+[A-Z][A-Za-z'\u2019\-]+)*"
+_AUTHORS = _NAME + r"(?:\s*(?:,|&|and)\s*" + _NAME + r")*(?:\s+et\s+al\.?)?"
+_YEAR = r"(?:1[89]|20)\d{2}[a-z]?"
+_LOCATOR = r"(?:\s*,\s*(?:Eqs?|Sects?|Section|Figs?|Table|Tab|Chapter|Ch|App|p|pp)\.?\s*[\w.\-\u2013]+)?"
+_CITATION = _AUTHORS + r",?\s+" + _YEAR + r"(?:\s*,\s*" + _YEAR + r")*" + _LOCATOR
+_CITE_PREFIX = r"(?:(?:e\.\s?g\.?|i\.\s?e\.|see(?:\s+also)?|cf\.)\s*,?\s*)?"
+_PARENTHETICAL = re.compile(
+    r"[ \t]?\(" + _CITE_PREFIX + _CITATION + r"(?:\s*[;,]\s*" + _CITE_PREFIX + _CITATION + r")*\s*\)"
+)
+
+
+def drop_parenthetical_citations(text: str) -> str:
+    """Remove author-year citations in parentheses (``(Peters 1964)``, ``(e.g. A et al. 2015; B & C
+    2019, Eq. 1)``) and the blank before them; ``Peters (1964)`` and other parentheses stay."""
+    return _PARENTHETICAL.sub("", text)
+
+
 def _flow(text: str) -> str:
     """Join the remaining line breaks inside a block into spaces (blocks stay separated by blank lines)."""
     return "\n\n".join(" ".join(b.split("\n")) for b in text.split("\n\n"))
@@ -737,6 +759,8 @@ def extract_pdf(
             _join_page_hyphens(texts, [p.number for p in raw])
             texts = _dehyphenate(texts)
         texts = [_flow(t) for t in texts]
+        if cfg.parenthetical_citations == "drop":
+            texts = [drop_parenthetical_citations(t) for t in texts]
         out = [_page(p, t, margin_flags[p.number], cfg) for p, t in zip(raw, texts)]
 
     first_line = next((ln.strip() for p in out for ln in p.text.split("\n") if ln.strip()), None)

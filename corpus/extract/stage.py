@@ -18,7 +18,6 @@ from corpus.extract.latex import LatexConfig
 from corpus.extract.nougat import NougatConfig
 from corpus.extract.ocr import OcrRunner
 from corpus.extract.pdf import PdfExtractConfig
-from corpus.extract.routing import RoutingThresholds
 from corpus.ingest.archives import ArchiveLimits
 from corpus.run.stage import Stage, StageConfig, path_field, register_stage
 from schemas import DOCUMENT, OCR_PAGE, PAPER, iter_rows
@@ -31,12 +30,11 @@ class ExtractConfig(StageConfig):
     prefer: Literal["latex", "pdf"] = Field("latex", description="latex: source when it converts, else PDF; pdf: PDF when there is one")
     min_latex_chars: int = Field(500, ge=0, description="LaTeX output shorter than this falls back to the PDF")
     latex: LatexConfig = Field(default_factory=LatexConfig, description="LaTeX conversion options")
-    pdf: PdfExtractConfig = Field(default_factory=PdfExtractConfig, description="PDF text-layer options (time limit, OCR flags)")
+    pdf: PdfExtractConfig = Field(default_factory=PdfExtractConfig, description="PDF text-layer options (time limit, citations, OCR routing thresholds in pdf.routing)")
     limits: ArchiveLimits = Field(default_factory=ArchiveLimits, description="bounds on unpacking one source bundle")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (never recorded)")
     ocr_policy: Literal["never", "auto", "always"] = Field(
         "auto", description="PDF pages sent to Nougat: never, auto (empty, garbled, scanned, math glyph soup) or always")
-    routing: RoutingThresholds = Field(default_factory=RoutingThresholds, description="when auto routes a page to OCR")
     ocr_model: str | None = path_field(
         None, "folder of Nougat weights (e.g. facebook/nougat-small saved locally); none: routed pages are recorded, not OCRed")
     nougat: dict[str, Any] = Field(default_factory=dict, description="Nougat runtime: device, dtype, batch_size, max_new_tokens, ... (corpus.extract.nougat.NougatConfig)")
@@ -79,7 +77,7 @@ class Extract(Stage):
     def options(self) -> ExtractOptions:
         c = self.config
         return ExtractOptions(c.prefer, c.min_latex_chars, c.latex, c.pdf, c.limits, c.storage_options,
-                              c.ocr_policy, c.routing, self.nougat_config())
+                              c.ocr_policy, self.nougat_config())
 
     def plan(self) -> list[dict]:
         return list(iter_rows(self.path(self.config.papers), PAPER, columns=PAPER_COLUMNS))
