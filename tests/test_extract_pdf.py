@@ -7,13 +7,11 @@ import re
 import signal
 import string
 
-import pyarrow as pa
 import pymupdf
 import pytest
 
-from corpus.extract.pdf import PdfError, PdfExtractConfig, extract_pdf, join_pages, page_rows
+from corpus.extract.pdf import PdfError, PdfExtractConfig, extract_pdf, join_pages
 from corpus.extract.text_quality import garbled_score, math_glyph_fraction, text_signals
-from schemas.tables import PAGE
 
 BORN_DIGITAL = [
     "legwork_wagg2022_aastex631_twocol.pdf",
@@ -350,16 +348,12 @@ def test_word_hyphenated_across_a_page_break_moves_to_the_earlier_page():
 # result shape
 
 
-def test_join_pages_offsets_and_page_rows(extracted):
+def test_join_pages_offsets(extracted):
     result = extracted["aastex63_sample_article.pdf"]
     text, offsets = join_pages(result.pages)
-    assert len(offsets) == result.n_pages
+    assert len(offsets) == result.n_pages and text == result.text
     for p, (s, e) in zip(result.pages, offsets):
         assert text[s:e] == p.text
-    doc_text, rows = page_rows(result)
-    assert doc_text == text
-    arr = pa.array(rows, type=PAGE)  # the rows fit the document table's page struct
-    assert len(arr) == result.n_pages and rows[0]["page"] == 1 and rows[0]["extractor"] == "pymupdf"
 
 
 def test_metadata_and_first_line(fixtures, extracted):

@@ -28,6 +28,7 @@ from corpus.curate.filters import HeuristicConfig, LanguageConfig, ensure_some_k
 from corpus.curate.minhash import DedupConfig, SignatureStore
 from corpus.curate.quality import QualityClassifier, QualityParams, train_from_parquet
 from corpus.curate.text import content_hash
+from corpus.extract.routing import join_texts
 from corpus.run.progress import progress
 from corpus.run.stage import Stage, StageConfig, path_field, register_stage
 from schemas import DECISION, DOCUMENT, PAPER, TableWriter, count_rows, iter_row_range, iter_rows
@@ -108,16 +109,13 @@ class Clean(DocumentStage):
         return f"decisions/{self.name}.parquet"
 
 
-def _rejoin(texts: list[str], pages: list[dict], sep: str = "\n\n") -> tuple[str, list[dict]]:
-    out, rows, pos = [], [], 0
-    for text, page in zip(texts, pages):
-        if out and text:
-            out.append(sep)
-            pos += len(sep)
-        out.append(text)
-        rows.append(page | {"start": pos, "end": pos + len(text), "chars": len(text) - text.count(" ") - text.count("\n")})
-        pos += len(text)
-    return "".join(out), rows
+def _rejoin(texts: list[str], pages: list[dict]) -> tuple[str, list[dict]]:
+    """Cleaned page texts joined as extraction joins them, with each page's offsets and characters renewed."""
+    text, offsets = join_texts(texts)
+    return text, [
+        page | {"start": start, "end": end, "chars": len(t) - t.count(" ") - t.count("\n")}
+        for page, t, (start, end) in zip(pages, texts, offsets)
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ dedup

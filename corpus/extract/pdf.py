@@ -45,10 +45,9 @@ from typing import Iterable, Literal, Sequence
 
 import pymupdf
 
-from corpus.extract.routing import FLAG_REASONS, PageSignals, RoutingThresholds, decide, signal_flags
+from corpus.extract.routing import FLAG_REASONS, PageSignals, RoutingThresholds, decide, join_texts, signal_flags
 from corpus.extract.text_quality import text_signals
 
-EXTRACTOR = "pymupdf"
 
 _LIGATURES = str.maketrans(
     {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st"}
@@ -165,30 +164,7 @@ class PdfResult:
 
 def join_pages(pages: Sequence[PdfPage], sep: str = "\n\n") -> tuple[str, list[tuple[int, int]]]:
     """The document text and each page's ``[start, end)`` offsets into it (empty pages get start == end)."""
-    parts: list[str] = []
-    offsets: list[tuple[int, int]] = []
-    pos = 0
-    for i, p in enumerate(pages):
-        if i and parts and p.text:
-            parts.append(sep)
-            pos += len(sep)
-        parts.append(p.text)
-        offsets.append((pos, pos + len(p.text)))
-        pos += len(p.text)
-    return "".join(parts), offsets
-
-
-def page_rows(result: PdfResult, extractor: str = EXTRACTOR) -> tuple[str, list[dict]]:
-    """Document text plus ``pages`` rows in the shape of ``schemas.tables.PAGE``."""
-    text, offsets = join_pages(result.pages)
-    rows = [
-        {
-            "page": p.page, "extractor": extractor, "start": s, "end": e, "chars": p.chars,
-            "garbled": p.garbled, "reason": p.reason, "flags": list(p.flags),
-        }
-        for p, (s, e) in zip(result.pages, offsets)
-    ]
-    return text, rows
+    return join_texts([p.text for p in pages], sep)
 
 
 # ----------------------------------------------------------------------------------------------------

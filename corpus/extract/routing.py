@@ -43,6 +43,7 @@ __all__ = [
     "decide",
     "document_extractor",
     "document_pages",
+    "join_texts",
     "merge_pages",
     "route_pages",
     "routing_stats",
@@ -253,23 +254,30 @@ def merge_pages(
     return out
 
 
-def document_pages(pages: Sequence[MergedPage], sep: str = "\n\n") -> tuple[str, list[dict[str, Any]]]:
-    """Document text (pages joined by ``sep``) and its ``pages`` rows (``schemas.tables.PAGE``)."""
+def join_texts(texts: Sequence[str], sep: str = "\n\n") -> tuple[str, list[tuple[int, int]]]:
+    """Page texts joined by ``sep`` (none around empty pages), and each page's ``[start, end)`` in it."""
     parts: list[str] = []
-    rows: list[dict[str, Any]] = []
+    offsets: list[tuple[int, int]] = []
     pos = 0
-    for p in pages:
-        if parts and p.text:
+    for text in texts:
+        if parts and text:
             parts.append(sep)
             pos += len(sep)
-        start = pos
-        parts.append(p.text)
-        pos += len(p.text)
-        rows.append({
-            "page": p.page, "extractor": p.extractor, "start": start, "end": pos, "chars": p.chars,
-            "garbled": p.garbled, "reason": p.reason, "flags": list(p.flags),
-        })
-    return "".join(parts), rows
+        parts.append(text)
+        offsets.append((pos, pos + len(text)))
+        pos += len(text)
+    return "".join(parts), offsets
+
+
+def document_pages(pages: Sequence[MergedPage], sep: str = "\n\n") -> tuple[str, list[dict[str, Any]]]:
+    """Document text (pages joined by ``sep``) and its ``pages`` rows (``schemas.tables.PAGE``)."""
+    text, offsets = join_texts([p.text for p in pages], sep)
+    rows = [
+        {"page": p.page, "extractor": p.extractor, "start": start, "end": end, "chars": p.chars,
+         "garbled": p.garbled, "reason": p.reason, "flags": list(p.flags)}
+        for p, (start, end) in zip(pages, offsets)
+    ]
+    return text, rows
 
 
 def document_extractor(pages: Sequence[MergedPage]) -> tuple[str, str]:
