@@ -155,3 +155,12 @@ def test_exclusion_lists_from_files(tmp_path):
     ex = SourceExclusion.from_lists(arxiv_ids_file=f, journal_ref_patterns=(), doi_prefixes=())
     assert ex.excluded({"paper_id": "0704.0001"}) and ex.excluded({"paper_id": "0704.0002v1"})
     assert ex.excluded({"paper_id": "0704.0003", "journal_ref": "ARA&A 1"}) is None
+
+
+def test_arxiv_id_exclusion_matches_every_spelling():
+    from corpus.curate.decontaminate import SourceExclusion
+
+    exclusion = SourceExclusion(arxiv_ids=frozenset({"astro-ph0701001", "arXiv:0704.0001v1"}))
+    assert exclusion.excluded({"paper_id": "astro-ph/0701001"})
+    assert exclusion.excluded({"paper_id": "0704.0001"})
+    assert exclusion.excluded({"paper_id": "0704.0002"}) is None

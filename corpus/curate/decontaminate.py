@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from corpus.curate import text as T
+from corpus.ingest.arxiv_ids import normalise_id
 
 OPTIONS = ("A", "B", "C", "D")
 
@@ -241,10 +242,13 @@ _DOI_URL = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:)", re.IGNORECASE)
 
 
 def normalize_arxiv_id(arxiv_id: str) -> str:
-    s = arxiv_id.strip()
-    if s.lower().startswith("arxiv:"):
-        s = s[6:]
-    return _ARXIV_VERSION.sub("", s)
+    """The canonical id without version (``astro-ph0701001v2``, ``arXiv:0704.0001v1`` -> ``astro-ph/0701001``,
+    ``0704.0001``), through the ingest's parser; anything it cannot read is only stripped of a version."""
+    try:
+        return normalise_id(arxiv_id.strip())
+    except ValueError:
+        s = arxiv_id.strip()
+        return _ARXIV_VERSION.sub("", s[6:] if s.lower().startswith("arxiv:") else s)
 
 
 def normalize_doi(doi: str) -> str:
