@@ -257,7 +257,8 @@ def _local_executor_class():
     return QuietLocalExecutor
 
 
-def _datatrove_executor(config: ExecutorConfig, pipeline: list, tasks: int, logs: Path, gpus: int, depends=None):
+def _datatrove_executor(config: ExecutorConfig, pipeline: list, tasks: int, logs: Path, gpus: int, depends=None,
+                        job_name: str = "sagecorpus"):
     if config.kind == "local":
         executor = _local_executor_class()(
             pipeline=pipeline, tasks=tasks, workers=min(config.workers, tasks), logging_dir=str(logs),
@@ -282,7 +283,7 @@ def _datatrove_executor(config: ExecutorConfig, pipeline: list, tasks: int, logs
         time=config.time, partition=config.partition, cpus_per_task=config.cpus_per_task,
         mem_per_cpu_gb=int(math.ceil(config.mem_per_cpu_gb)), gpus_per_task=gpus,
         sbatch_args=config.sbatch_args, env_command=config.env_command, depends=depends,
-        job_name=logs.parent.name,
+        job_name=job_name,
     )
 
 
@@ -353,12 +354,16 @@ def submit_slurm(stages: list[Stage], config: ExecutorConfig, finish: Callable[[
     for index, stage in enumerate(stages):
         dirs = StepDirs(stage.out_dir, index, stage)
         dirs.prepare(stage)
+        name = dirs.root.name
         prep = _datatrove_executor(
-            config, [CallStep(lambda stage=stage, dirs=dirs: prepare_once(stage, dirs))], 1, dirs.root / "prepare-logs", 0, previous
+            config, [CallStep(lambda stage=stage, dirs=dirs: prepare_once(stage, dirs))], 1, dirs.root / "prepare-logs", 0,
+            previous, job_name=f"{name}-prepare",
         )
         shards = _datatrove_executor(
-            config, [ShardStep(stage, dirs, quiet=True)], config.tasks, dirs.logs, stage.gpus_per_task, prep
+            config, [ShardStep(stage, dirs, quiet=True)], config.tasks, dirs.logs, stage.gpus_per_task, prep, job_name=name,
         )
-        previous = _datatrove_executor(config, [MergeStep(stage, dirs, config.tasks)], 1, dirs.root / "merge-logs", 0, shards)
-    last = _datatrove_executor(config, [CallStep(finish)], 1, Path(stages[-1].out_dir) / "_work" / "manifest-logs", 0, previous)
+        previous = _datatrove_executor(config, [MergeStep(stage, dirs, config.tasks)], 1, dirs.root / "merge-logs", 0,
+                                       shards, job_name=f"{name}-merge")
+    last = _datatrove_executor(config, [CallStep(finish)], 1, Path(stages[-1].out_dir) / "_work" / "manifest-logs", 0,
+                               previous, job_name="manifest")
     last.run()
