@@ -152,3 +152,16 @@ def test_redact_by_key_name_and_shape():
     for key in ("max_new_tokens", "tokenizer", "author", "authors", "keywords", "monkey", "passage",
                 "min_alpha_token_fraction", "token_budget"):
         assert not is_secret_key(key), key
+
+
+def test_changing_the_shard_count_after_a_crash_starts_the_step_afresh(texts, tmp_path, monkeypatch):
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("TOY_CALLS", str(calls))
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_recipe(recipe(texts, tasks=4, crash_on="f020.txt"), out)
+    before = len(calls.read_text().split())
+    m = run_recipe(recipe(texts, tasks=3, crash_on="f020.txt"), out)  # other shards: nothing reused
+    assert len(calls.read_text().split()) - before == 23
+    clean = run_recipe(recipe(texts, tasks=3), tmp_path / "clean")
+    assert m.outputs[0].sha256 == clean.outputs[0].sha256

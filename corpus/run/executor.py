@@ -78,8 +78,9 @@ def _safe(output: str) -> str:
     return output.replace("/", "__")
 
 
-def config_hash(stage: Stage) -> str:
-    blob = json.dumps({"stage": stage.name, "config": stage.config_dict()}, sort_keys=True)
+def config_hash(stage: Stage, tasks: int) -> str:
+    """What finished work of a step depends on: the stage's config and how its items were sharded."""
+    blob = json.dumps({"stage": stage.name, "config": stage.config_dict(), "tasks": tasks}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -99,9 +100,9 @@ class StepDirs:
     def stats(self, rank: int) -> Path:
         return self.parts / "_stats" / f"{rank:05d}.json"
 
-    def prepare(self, stage: Stage) -> None:
-        """Keep finished work only if it was made with the same config; else start the step afresh."""
-        digest = config_hash(stage)
+    def prepare(self, stage: Stage, tasks: int) -> None:
+        """Keep finished work only if it was made with the same config and shards; else start afresh."""
+        digest = config_hash(stage, tasks)
         if self.config.exists() and self.config.read_text() != digest:
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -294,7 +295,7 @@ def run_step(stage: Stage, index: int, config: ExecutorConfig) -> dict:
     skipped through datatrove's completion markers.
     """
     dirs = StepDirs(stage.out_dir, index, stage)
-    dirs.prepare(stage)
+    dirs.prepare(stage, config.tasks)
     stage.quiet = config.quiet
     if dirs.done.exists() and all((stage.out_dir / o).exists() for o in stage.outputs()):
         return json.loads(dirs.done.read_text())["stats"]
@@ -353,7 +354,7 @@ def submit_slurm(stages: list[Stage], config: ExecutorConfig, finish: Callable[[
     previous = None
     for index, stage in enumerate(stages):
         dirs = StepDirs(stage.out_dir, index, stage)
-        dirs.prepare(stage)
+        dirs.prepare(stage, config.tasks)
         name = dirs.root.name
         prep = _datatrove_executor(
             config, [CallStep(lambda stage=stage, dirs=dirs: prepare_once(stage, dirs))], 1, dirs.root / "prepare-logs", 0,
