@@ -151,3 +151,22 @@ def test_ray_run_writes_the_same_bytes_as_a_local_run(papers, tmp_path):
         ray.shutdown()
     assert {e.path: e.sha256 for e in on_ray.outputs} == {e.path: e.sha256 for e in local.outputs}
     assert len(on_ray.outputs) == 6
+
+
+def test_reference_list_spanning_pages_is_removed_when_configured(fixtures, tmp_path):
+    from corpus.extract.document import extract_paper
+
+    pdf = fixtures / "pdf" / "hwobows_vaughan2023_mnras.pdf"
+    d = extract_paper(pdf=str(pdf))
+    write_table(DOCUMENT, [{"paper_id": "hwo", "text": d.text, "extractor": d.extractor, "reason": d.reason,
+                            "n_pages": d.n_pages, "n_chars": len(d.text), "pages": d.pages, "input_sha256": None}],
+                tmp_path / "docs.parquet")
+    run(tmp_path, "out", [("clean", {"documents": str(tmp_path / "docs.parquet"), "rules": {"remove_references": True}})])
+    (row,) = read_polars(tmp_path / "out" / "curated/clean.parquet", DOCUMENT).iter_rows(named=True)
+    start = d.text.find("REFERENCES")
+    assert start > 0 and len(d.text) - start > 3000  # the list runs over more than one page
+    assert "Cox C., Munk W., 1954" in d.text and "Kane T. J., Philbrick C. R., 2011" in d.text  # pages 8 and 9
+    for gone in ("REFERENCES", "Cox C., Munk W., 1954", "Kane T. J., Philbrick C. R., 2011"):
+        assert gone not in row["text"]
+    assert "AUTHOR AFFILIATIONS" in row["text"]  # the next section ends the reference list
+    assert [row["text"][p["start"]:p["end"]] for p in row["pages"]][0][:40] == d.text[:40]

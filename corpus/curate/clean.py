@@ -107,6 +107,16 @@ def _cut_section(text: str, head: re.Pattern[str], last: bool, max_chars: int | 
     return text[: m.start()] + text[end:], True
 
 
+def drop_until_next_section(text: str) -> tuple[str, bool]:
+    """Text from the first section heading on (empty when there is none), and whether one was found.
+
+    For a document cleaned page by page: pages after the one where the reference list starts are
+    references until a heading (an appendix, say) ends them.
+    """
+    nxt = _NEXT_SECTION.search(text)
+    return (text[nxt.start():], True) if nxt else ("", False)
+
+
 NOT_OCR = frozenset({"latex", "pdf"})
 """Extractors whose text has no OCR loops (the ``document.extractor`` values of the other extractors)."""
 

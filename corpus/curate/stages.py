@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from corpus.curate import minhash
-from corpus.curate.clean import CleanConfig, clean_text
+from corpus.curate.clean import CleanConfig, clean_text, drop_until_next_section
 from corpus.curate.decontaminate import SourceExclusion, load_index
 from corpus.curate.dedup import cluster, exact_dedup, summary
 from corpus.curate.filters import HeuristicConfig, LanguageConfig, ensure_some_kept, heuristic_check, language_check
@@ -85,10 +85,16 @@ class Clean(DocumentStage):
                 yield "stats", [{"reason.no_text": 1}]
                 continue
             if doc["pages"]:  # page by page, so every page's offsets stay exact
-                texts, changes = [], Counter()
+                texts, changes, in_references = [], Counter(), False
                 for page in doc["pages"]:
                     extractor = "pdf" if page["extractor"] == "pymupdf" else page["extractor"]  # a text layer: no OCR loops
-                    new, changed = clean_text(doc["text"][page["start"]:page["end"]], rules, extractor=extractor)
+                    raw = doc["text"][page["start"]:page["end"]]
+                    if in_references:  # the reference list began on an earlier page
+                        raw, ended = drop_until_next_section(raw)
+                        in_references = not ended
+                        changes["references_removed"] += 1
+                    new, changed = clean_text(raw, rules, extractor=extractor)
+                    in_references = in_references or "references_removed" in changed
                     texts.append(new)
                     changes.update(c.split(":")[0] for c in changed)
                 text, pages = _rejoin(texts, doc["pages"])
