@@ -121,9 +121,14 @@ def minhash_of_hashes(h32: np.ndarray, config: DedupConfig) -> np.ndarray:
 
 def signature(text: str, config: DedupConfig = DedupConfig(), hasher: T.WordHasher | None = None) -> np.ndarray:
     """MinHash signature (uint32 array of ``num_perm``) of ``text``'s word n-gram shingles."""
+    return signature_of_words(T.words(text), config, hasher)
+
+
+def signature_of_words(ws: list[bytes], config: DedupConfig = DedupConfig(), hasher: T.WordHasher | None = None) -> np.ndarray:
+    """:func:`signature` from the text's words (:func:`corpus.curate.text.words`), when the caller needs them too."""
     # Repeated shingles do not change a minimum, so they are not removed first (that costs more
     # than the ~10% of permutation work it would save on papers).
-    h64 = T.ngram_hashes(T.word_hashes(T.words(text), hasher), config.ngram)
+    h64 = T.ngram_hashes(T.word_hashes(ws, hasher), config.ngram)
     return minhash_of_hashes(h64.astype(np.uint32), config)
 
 

@@ -27,7 +27,7 @@ from corpus.curate.dedup import cluster, exact_dedup, summary
 from corpus.curate.filters import HeuristicConfig, LanguageConfig, ensure_some_kept, heuristic_check, language_check
 from corpus.curate.minhash import DedupConfig, SignatureStore
 from corpus.curate.quality import QualityClassifier, QualityParams, train_from_parquet
-from corpus.curate.text import content_hash
+from corpus.curate.text import content_hash_of_words, words
 from corpus.extract.routing import join_texts
 from corpus.run.progress import progress
 from corpus.run.stage import Stage, StageConfig, path_field, register_stage
@@ -156,15 +156,20 @@ class Dedup(DocumentStage):
     def process(self, items):
         if not items:
             return
-        docs = list(self.documents(items))
-        texts = [d["text"] or "" for d in docs]
-        sigs = minhash.signatures(texts, self.config.minhash)
+        ids, lengths, hashes = [], [], []
+        sigs = np.empty((len(items), self.config.minhash.num_perm), dtype=np.uint32)
+        for i, doc in enumerate(self.documents(items)):
+            ws = words(doc["text"] or "")  # once, for the signature and the exact hash
+            sigs[i] = minhash.signature_of_words(ws, self.config.minhash)
+            ids.append(doc["paper_id"])
+            lengths.append(len(doc["text"] or ""))
+            hashes.append(content_hash_of_words(ws))
         name = f"{items[0]:010d}"
-        self.store().write_shard(name, [d["paper_id"] for d in docs], [len(t) for t in texts], sigs)
-        hashes = self.work_dir / "hashes" / f"{name}.json"
-        hashes.parent.mkdir(exist_ok=True)
-        hashes.write_text(json.dumps([content_hash(t) for t in texts]))
-        yield "stats", [{"signatures": len(docs)}]
+        self.store().write_shard(name, ids, lengths, sigs)
+        path = self.work_dir / "hashes" / f"{name}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(hashes))
+        yield "stats", [{"signatures": len(ids)}]
 
     def finish(self, stats):
         ids, lengths, sigs = self.store().load()

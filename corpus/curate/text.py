@@ -116,7 +116,12 @@ def shingles(text: str, n: int = 5, hasher: WordHasher | None = None) -> np.ndar
 def content_hash(text: str) -> str:
     """sha256 (hex) of the normalised words joined by single spaces: equal for texts that differ
     only in case, punctuation, whitespace or Unicode form."""
-    return hashlib.sha256(b" ".join(words(text))).hexdigest()
+    return content_hash_of_words(words(text))
+
+
+def content_hash_of_words(ws: list[bytes]) -> str:
+    """:func:`content_hash` from the text's words, when the caller has them already."""
+    return hashlib.sha256(b" ".join(ws)).hexdigest()
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
