@@ -136,3 +136,25 @@ def test_papers_inside_a_bulk_style_tar_are_ingested_and_extracted(fixtures, tmp
     assert all(p.startswith("tar://2208/") and p.endswith("::" + str(chunk)) for p in papers["pdf_path"])
     docs = read_polars(out / "documents.parquet", DOCUMENT)
     assert docs.height == 2 and set(docs["extractor"]) == {"pdf"} and docs["n_chars"].min() > 10_000
+
+
+def test_an_unexpected_failure_on_one_paper_is_recorded_and_the_run_goes_on(fixtures, tmp_path, monkeypatch):
+    import corpus.extract.document as document
+
+    pdfs = tmp_path / "pdf"
+    pdfs.mkdir()
+    shutil.copy(fixtures / "pdf" / "hwobows_vaughan2023_mnras.pdf", pdfs / "2301.00001v1.pdf")
+    shutil.copy(fixtures / "pdf" / "corrfunc_sinha2016_elsarticle.pdf", pdfs / "2301.00002v1.pdf")
+    real = document.extract_pdf
+
+    def flaky(data, config=None, *, name=None, **kw):
+        if "2301.00002" in str(name):
+            raise RuntimeError("MuPDF exploded")
+        return real(data, config, name=name, **kw)
+
+    monkeypatch.setattr(document, "extract_pdf", flaky)
+    out = run(tmp_path, [("ingest", {"pdfs": [str(pdfs)]}), ("extract", {})])
+    docs = {r["n_pages"]: r for r in read_polars(out / "documents.parquet", DOCUMENT).iter_rows(named=True)}
+    assert len(docs) == 2 and docs[0]["reason"] == "error:RuntimeError" and docs[0]["text"] is None
+    failed = decisions(out, "extract").filter(decisions(out, "extract")["action"] == "failed")
+    assert failed.height == 1 and "MuPDF exploded" in failed["detail"].item() and "2301.00002" in failed["detail"].item()

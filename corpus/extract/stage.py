@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from corpus.extract.document import ExtractOptions, extract_paper
+from corpus.extract.document import ExtractedDocument, ExtractOptions, extract_paper
 from corpus.extract.latex import LatexConfig
 from corpus.extract.nougat import NougatConfig
 from corpus.extract.ocr import OcrRunner
@@ -86,17 +86,22 @@ class Extract(Stage):
         options, runner = self.options(), self.ocr_runner()
         for start in range(0, len(items), self.config.ocr_window):
             window = items[start:start + self.config.ocr_window]
-            docs = [
-                (p["paper_id"], extract_paper(p["source_path"], p["source_kind"], p["pdf_path"], pdf_sha256=p["pdf_sha256"],
-                                              source_sha256=p["source_sha256"], options=options))
-                for p in window
-            ]
+            docs = [(p["paper_id"], self._extract(p, options)) for p in window]
             ocr_rows, ocr_stats = runner.apply(docs)  # batches the routed pages of the whole window
             if self.config.ocr_model:
                 yield "ocr_pages.parquet", ocr_rows
             yield "stats", [dict(ocr_stats)]
             for paper, (_, doc) in zip(window, docs):
                 yield from self._rows(paper, doc)
+
+    @staticmethod
+    def _extract(paper: dict, options: ExtractOptions) -> ExtractedDocument:
+        try:
+            return extract_paper(paper["source_path"], paper["source_kind"], paper["pdf_path"],
+                                 pdf_sha256=paper["pdf_sha256"], source_sha256=paper["source_sha256"], options=options)
+        except Exception as e:  # a library failure or a bug on one paper must not stop a corpus run
+            where = paper["pdf_path"] or paper["source_path"]
+            return ExtractedDocument(None, "none", f"error:{type(e).__name__}", notes=[f"{where}: {type(e).__name__}: {e}"])
 
     def _rows(self, paper: dict, doc) -> Iterator[tuple[str, list[dict]]]:
         yield "documents.parquet", [{

@@ -231,7 +231,7 @@ class Ingest(Stage):
                 continue
             try:
                 row = self.paper_row(item)
-            except (OSError, ValueError, SourceError) as e:
+            except Exception as e:  # one unreadable file never stops the run: it gets a failed row
                 url = (item.pdf or item.src).url if (item.pdf or item.src) else item.key
                 yield "decisions/ingest.parquet", [self.decision(item.key, "failed", "unreadable_file",
                                                                  file=url, error=f"{type(e).__name__}: {e}")]
