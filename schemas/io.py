@@ -35,7 +35,9 @@ def _metadata(table: Table) -> dict[bytes, bytes]:
 
 
 def to_arrow(table: Table, data: Any) -> pa.Table:
-    """Cast rows (list of dicts, pyarrow Table, polars DataFrame) to the table's schema exactly."""
+    """Cast rows (list of dicts, pyarrow Table or RecordBatch, polars DataFrame) to the table's schema exactly."""
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
     if isinstance(data, pa.Table):
         arrow = data
     elif hasattr(data, "to_arrow"):  # polars

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field
 
 from corpus.curate import minhash
@@ -31,7 +33,7 @@ from corpus.curate.text import content_hash_of_words, words
 from corpus.extract.routing import join_texts
 from corpus.run.progress import progress
 from corpus.run.stage import Stage, StageConfig, path_field, register_stage
-from schemas import DECISION, DOCUMENT, PAPER, TableWriter, count_rows, iter_row_range, iter_rows
+from schemas import DECISION, DOCUMENT, PAPER, TableWriter, count_rows, iter_batches, iter_row_range, iter_rows
 
 
 class DocumentStage(Stage):
@@ -81,7 +83,7 @@ class Clean(DocumentStage):
         rules = self.config.rules
         for doc in self.documents(items):
             if doc["text"] is None:
-                yield self._decisions, [self.decision(doc["paper_id"], "dropped", "no_text", extract_reason=doc["reason"])]
+                yield self.decisions_file, [self.decision(doc["paper_id"], "dropped", "no_text", extract_reason=doc["reason"])]
                 yield "stats", [{"reason.no_text": 1}]
                 continue
             if doc["pages"]:  # page by page, so every page's offsets stay exact
@@ -102,17 +104,13 @@ class Clean(DocumentStage):
                 text, changed = clean_text(doc["text"], rules, extractor=doc["extractor"])
                 pages, changes = doc["pages"], Counter(c.split(":")[0] for c in changed)
             if not text.strip():
-                yield self._decisions, [self.decision(doc["paper_id"], "dropped", "empty_after_cleaning")]
+                yield self.decisions_file, [self.decision(doc["paper_id"], "dropped", "empty_after_cleaning")]
                 yield "stats", [{"reason.empty_after_cleaning": 1}]
                 continue
             action = "changed" if text != doc["text"] else "kept"
             yield self.output, [doc | {"text": text, "pages": pages, "n_chars": len(text)}]
-            yield self._decisions, [self.decision(doc["paper_id"], action, ",".join(sorted(changes)) or "unchanged",
+            yield self.decisions_file, [self.decision(doc["paper_id"], action, ",".join(sorted(changes)) or "unchanged",
                                                   score=float(len(text) - len(doc["text"])), rules=dict(changes))]
-
-    @property
-    def _decisions(self) -> str:
-        return f"decisions/{self.name}.parquet"
 
 
 def _rejoin(texts: list[str], pages: list[dict]) -> tuple[str, list[dict]]:
@@ -194,13 +192,16 @@ class Dedup(DocumentStage):
         kept = {r.item_id for r in results if r.action == "kept"}
         counts = summary(results)
         ensure_some_kept(self.name, len(results), len(kept), counts)
-        with TableWriter(DECISION, self.out_dir / f"decisions/{self.name}.parquet") as decisions:
+        with TableWriter(DECISION, self.out_dir / self.decisions_file) as decisions:
             decisions.write([r.decision(self.name) for r in results])
+        kept_ids = pa.array(sorted(kept), pa.large_string())
         with TableWriter(DOCUMENT, self.out_dir / self.output) as out:
-            rows = iter_rows(self.input_path(), DOCUMENT, batch_size=DOCUMENT.row_group_size)
-            for doc in progress(rows, total=len(results), desc="dedup: write kept", unit="doc", disable=self.quiet):
-                if doc["paper_id"] in kept:
-                    out.write([doc])
+            batches = iter_batches(self.input_path(), DOCUMENT, batch_size=DOCUMENT.row_group_size)
+            bar = progress(total=len(results), desc="dedup: write kept", unit="doc", disable=self.quiet)
+            for batch in batches:
+                out.write(batch.filter(pc.is_in(batch.column("paper_id"), value_set=kept_ids)))
+                bar.update(batch.num_rows)
+            bar.close()
         return {f"decisions.{r}": n for r, n in Counter(r.action for r in results).items()} | {
             f"reason.{k}": v for k, v in counts.items()}
 
@@ -257,7 +258,7 @@ class Filter(DocumentStage):
                 yield self.output, [doc]
             else:
                 yield "stats", [{f"reason.{reason}": 1}]
-            yield f"decisions/{self.name}.parquet", [self.decision(doc["paper_id"], action, reason or "passed", score=score, **scores)]
+            yield self.decisions_file, [self.decision(doc["paper_id"], action, reason or "passed", score=score, **scores)]
 
 
 class FilterTrainConfig(StageConfig):
@@ -341,10 +342,10 @@ class Decontaminate(DocumentStage):
                 keep, reason, detail = index.check(doc["text"] or "")
             if reason is None:
                 yield self.output, [doc]
-                yield f"decisions/{self.name}.parquet", [self.decision(doc["paper_id"], "kept", "clean")]
+                yield self.decisions_file, [self.decision(doc["paper_id"], "kept", "clean")]
             else:
                 yield "stats", [{f"reason.{reason.split(':')[0]}": 1}]
-                yield f"decisions/{self.name}.parquet", [self.decision(doc["paper_id"], "dropped", reason, **detail)]
+                yield self.decisions_file, [self.decision(doc["paper_id"], "dropped", reason, **detail)]
 
     def _papers(self) -> dict[str, dict[str, Any]]:
         if self.config.papers is None:

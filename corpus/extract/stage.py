@@ -68,8 +68,8 @@ class Extract(Stage):
         return OcrRunner(self.nougat_config(), replay, self.config.storage_options)
 
     def models(self) -> list[dict]:
-        record = self.ocr_runner().model_record() if self.config.ocr_model else None
-        return [record] if record else []
+        # no replay cache needed to describe the model
+        return [OcrRunner(self.nougat_config()).model_record()] if self.config.ocr_model else []
 
     def input_files(self) -> list[str]:
         return [] if self.config.papers.startswith("{out}") else [self.config.papers]
@@ -109,7 +109,7 @@ class Extract(Stage):
             "n_pages": doc.n_pages, "n_chars": len(doc.text or ""), "pages": doc.pages, "input_sha256": doc.input_sha256,
         }]
         routed = [r.page for r in doc.routes if r.use_ocr]
-        yield "decisions/extract.parquet", [self.decision(
+        yield self.decisions_file, [self.decision(
             paper["paper_id"], "failed" if doc.failed else "kept",
             doc.reason if doc.failed else f"{doc.extractor}:{doc.reason}",
             score=float(len(doc.text or "")), notes=doc.notes[:20], pages_routed_to_ocr=routed,

@@ -20,7 +20,7 @@ import fsspec
 from pydantic import Field
 
 from corpus.ingest.archives import HEAD_BYTES, sniff_source_kind
-from corpus.ingest.arxiv_ids import content_id, parse_arxiv_id
+from corpus.ingest.arxiv_ids import content_id
 from corpus.ingest.arxiv_metadata import MetadataError, MetadataFilter, MetadataRecord, MetadataStats, read_metadata
 from corpus.ingest.sources import (
     SourceError,
@@ -227,17 +227,17 @@ class Ingest(Stage):
     def process(self, items: list) -> Iterator[tuple[str, list[dict]]]:
         for item in items:
             if isinstance(item, DecisionItem):
-                yield "decisions/ingest.parquet", [self.decision(item.item_id, item.action, item.reason, **item.detail)]
+                yield self.decisions_file, [self.decision(item.item_id, item.action, item.reason, **item.detail)]
                 continue
             try:
                 row = self.paper_row(item)
             except Exception as e:  # one unreadable file never stops the run: it gets a failed row
                 url = (item.pdf or item.src).url if (item.pdf or item.src) else item.key
-                yield "decisions/ingest.parquet", [self.decision(item.key, "failed", "unreadable_file",
+                yield self.decisions_file, [self.decision(item.key, "failed", "unreadable_file",
                                                                  file=url, error=f"{type(e).__name__}: {e}")]
                 continue
             yield "papers.parquet", [row]
-            yield "decisions/ingest.parquet", [self.decision(row["paper_id"], "kept", "ingested",
+            yield self.decisions_file, [self.decision(row["paper_id"], "kept", "ingested",
                                                              pdf=row["pdf_path"], source=row["source_path"],
                                                              source_kind=row["source_kind"], flags=row["flags"])]
 
@@ -248,17 +248,17 @@ class Ingest(Stage):
         else:
             row = PAPER_DEFAULTS | {"paper_id": item.key, "has_metadata": False, "flags": ["no_metadata"]}
             if item.arxiv_id:
-                parsed = parse_arxiv_id(item.arxiv_id)
                 row["flags"].append(f"arxiv_id:{item.arxiv_id}")
-                row["version"] = (item.pdf or item.src).version if parsed else None
+                row["version"] = (item.pdf or item.src).version
         if item.src is not None:
             if item.src.is_dir:
                 row["source_path"], row["source_kind"] = item.src.url, "folder"
             else:
                 sha, head = hash_and_head(item.src.url, opts)
                 row["source_path"], row["source_sha256"], row["source_kind"] = item.src.url, sha, sniff_source_kind(head)
-        if item.pdf is not None:
-            row["pdf_path"], row["pdf_sha256"] = item.pdf.url, hash_and_head(item.pdf.url, opts)[0]
+        if item.pdf is not None:  # a paper named by content was hashed in prepare (its PDF first)
+            sha = item.content_sha256 or hash_and_head(item.pdf.url, opts)[0]
+            row["pdf_path"], row["pdf_sha256"] = item.pdf.url, sha
         elif row["source_kind"] == "pdf":  # a PDF-only submission sits in the src collection
             row["pdf_path"], row["pdf_sha256"] = row["source_path"], row["source_sha256"]
             row["flags"].append("pdf_from_source_collection")

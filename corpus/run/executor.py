@@ -155,7 +155,7 @@ def run_shard(
             if output not in writers:
                 raise KeyError(f"stage {stage.name} wrote {output!r}, which is not among its outputs {list(outputs)}")
             writers[output].write(rows)
-            if output == f"decisions/{stage.name}.parquet":
+            if output == stage.decisions_file:
                 stats.update(f"decisions.{r['action']}" for r in rows)
                 bar.update(len(rows))
         bar.close()
@@ -187,7 +187,7 @@ def merge_parts(stage: Stage, dirs: StepDirs, tasks: int) -> dict:
                 if not part.exists():
                     raise FileNotFoundError(f"{part}: part file missing; task {rank} of {stage.name} did not finish")
                 for batch in iter_batches(part, table, batch_size=table.row_group_size):
-                    writer.write(_as_table(batch))
+                    writer.write(batch)
     stats: Counter = Counter(json.loads((dirs.root / "prepared.json").read_text()))
     for rank in range(tasks):
         stats.update(json.loads(dirs.stats(rank).read_text()))
@@ -196,12 +196,6 @@ def merge_parts(stage: Stage, dirs: StepDirs, tasks: int) -> dict:
     dirs.done.write_text(json.dumps({"stats": stats}, sort_keys=True))
     shutil.rmtree(dirs.parts, ignore_errors=True)
     return stats
-
-
-def _as_table(batch):
-    import pyarrow as pa
-
-    return pa.Table.from_batches([batch])
 
 
 def console_log_level(quiet: bool) -> str:

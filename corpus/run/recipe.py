@@ -25,7 +25,7 @@ from corpus.run.manifest import (
     output_entry,
     run_record,
 )
-from corpus.run.stage import OUT, Stage, absolutize, get_stage
+from corpus.run.stage import Stage, absolutize, get_stage
 
 
 class Step(BaseModel):
@@ -152,4 +152,4 @@ def rebuild(
     return manifest, diffs
 
 
-__all__ = ["OUT", "ChangedInputs", "Recipe", "Step", "build_stages", "load_recipe", "rebuild", "run_recipe"]
+__all__ = ["ChangedInputs", "Recipe", "Step", "build_stages", "load_recipe", "rebuild", "run_recipe"]

@@ -103,7 +103,12 @@ class Stage(ABC):
 
         Every stage writes ``decisions/<name>.parquet``: what it did with each item and why.
         """
-        return {f"decisions/{self.name}.parquet": DECISION}
+        return {self.decisions_file: DECISION}
+
+    @property
+    def decisions_file(self) -> str:
+        """This stage's decision table, relative to the output folder."""
+        return f"decisions/{self.name}.parquet"
 
     def shard_outputs(self) -> dict[str, Table]:
         """The outputs written by the shards (and merged); the rest :meth:`finish` writes itself."""
