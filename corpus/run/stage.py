@@ -36,9 +36,25 @@ def path_field(default: Any = ..., description: str = "") -> Any:
     return Field(default, description=description, json_schema_extra={"path": True})
 
 
-def is_path_field(model: type[BaseModel], name: str) -> bool:
+def how_field(default: Any = ..., description: str = "", **kwargs: Any) -> Any:
+    """A config field that changes only *how* the work runs (concurrency, batch size, device, endpoints,
+    credentials, timeouts), never what is written: it is left out of the step's identity, so changing
+    it neither redoes finished work nor changes the config hash; it is still recorded (minus secrets)."""
+    extra = {"how": True, **kwargs.pop("json_schema_extra", {})}
+    return Field(default, description=description, json_schema_extra=extra, **kwargs)
+
+
+def _field_extra(model: type[BaseModel], name: str) -> dict:
     extra = model.model_fields[name].json_schema_extra
-    return isinstance(extra, dict) and bool(extra.get("path"))
+    return extra if isinstance(extra, dict) else {}
+
+
+def is_path_field(model: type[BaseModel], name: str) -> bool:
+    return bool(_field_extra(model, name).get("path"))
+
+
+def is_how_field(model: type[BaseModel], name: str) -> bool:
+    return bool(_field_extra(model, name).get("how"))
 
 
 def is_url(value: str) -> bool:
@@ -161,6 +177,11 @@ class Stage(ABC):
 
     def config_dict(self) -> dict:
         return self.config.model_dump(mode="json")
+
+    def what_config(self) -> dict:
+        """The config fields that change results (the step's identity): every field but the ``how`` ones."""
+        cls = type(self.config)
+        return {k: v for k, v in self.config_dict().items() if not is_how_field(cls, k)}
 
     def __repr__(self) -> str:  # what logs and datatrove's executor.json show: never a secret
         return f"{type(self).__name__}({json.dumps(redact(self.config_dict()), sort_keys=True)})"
