@@ -1,7 +1,9 @@
 """The ``sagecorpus`` command line: the same stages as the Python API, one verb each.
 
-Stage verbs are generated from the stages' typed configs: every config field is an option with its
-description as help, so Python, YAML recipes and the command line share one definition.
+Stage verbs are generated from the registered stages (``corpus.run.stage.register_stage``; any package
+can add stages through the ``sagecorpus.stages`` entry-point group) and their typed configs: every
+config field is an option with its description as help, so Python, YAML recipes and the command line
+share one definition. A stage verb adds its step to the run folder's chain and runs it.
 """
 
 from __future__ import annotations
@@ -18,28 +20,20 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from corpus.run.executor import ExecutorConfig
-from corpus.run.recipe import ChangedInputs, Recipe, Step, load_recipe, rebuild, run_recipe
+from corpus.run.recipe import ChangedInputs, Step, add_step, load_recipe, rebuild, run_recipe
 from corpus.run.secrets import install_log_redaction
-from corpus.run.stage import Stage, absolutize, get_stage
-
-# verb -> stage name, for the stage verbs; nested groups (e.g. curate clean) use "group step".
-STAGE_VERBS: dict[str, str] = {
-    "ingest": "ingest",
-    "extract": "extract",
-    "curate clean": "clean",
-    "curate dedup": "dedup",
-    "curate filter apply": "filter",
-    "curate filter train": "filter_train",
-    "curate decontaminate": "decontaminate",
-}
-
-GROUP_HELP = {
-    "curate": "curate the pretraining corpus: clean, dedup, filter, decontaminate",
-    "curate filter": "filter documents (apply) or train the quality classifier it applies (train)",
-}
+from corpus.run.stage import VERB_GROUPS, Stage, absolutize, all_stages
 
 # verb -> (help, add_arguments, handler) for verbs that are not one stage (e.g. `text`).
 EXTRA_VERBS: dict[str, tuple[str, Callable, Callable]] = {}
+
+
+def parse_date(value: str) -> datetime.date:
+    """A command-line date: YYYY-MM-DD."""
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date: use YYYY-MM-DD, e.g. 2007-04-01") from None
 
 
 def _field_type(annotation):
@@ -60,7 +54,7 @@ def _field_type(annotation):
     if annotation is typing.Any:
         return str, None, False
     if annotation is datetime.date:
-        return datetime.date.fromisoformat, None, False
+        return parse_date, None, False
     return None, None, False  # nested configs (dataclasses, models): set them with --config
 
 
@@ -105,9 +99,17 @@ def executor_from(args: argparse.Namespace, base: dict | None = None) -> Executo
     return ExecutorConfig(**values)
 
 
+def common_options() -> argparse.ArgumentParser:
+    """Options every verb takes, before or after the verb (``sagecorpus ingest ... --quiet``)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars; warnings and errors only")
+    p.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on errors")
+    return p
+
+
 def _stage_parser(sub, verb: str, stage_cls: type[Stage]) -> None:
-    p = sub.add_parser(verb, help=stage_cls.description, description=stage_cls.description)
-    p.add_argument("--out", required=True, help="output folder of the run (manifest.json goes there)")
+    p = sub.add_parser(verb, help=stage_cls.description, description=stage_cls.description, parents=[common_options()])
+    p.add_argument("--out", required=True, help="the run folder: this step is added to its chain of steps (manifest.json)")
     p.add_argument("--config", help="YAML file with the stage's config, nested options included (options given here override it)")
     add_model_options(p, stage_cls.config_class)
     add_executor_options(p)
@@ -122,7 +124,8 @@ def _run_stage_verb(args: argparse.Namespace, stage_cls: type[Stage]) -> int:
         values.update(yaml.safe_load(Path(args.config).read_text()) or {})
     values.update(model_values(args, stage_cls.config_class))
     config = absolutize(stage_cls.config_class(**values))
-    recipe = Recipe(steps=[Step(stage=stage_cls.name, config=config.model_dump(mode="json"))], executor=executor_from(args))
+    step = Step(stage=stage_cls.name, config=config.model_dump(mode="json"))
+    recipe = add_step(args.out, step, executor_from(args))
     return _report(run_recipe(recipe, args.out, argv=sys.argv[1:]), args)
 
 
@@ -229,40 +232,49 @@ EXTRA_VERBS["text"] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sagecorpus", description="Build a specialist corpus (and model) from a field's preprints.",
+        parents=[common_options()],
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars; warnings and errors only")
-    parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     groups: dict[str, argparse._SubParsersAction] = {"": sub}
-    for verb, stage_name in STAGE_VERBS.items():
-        *path, leaf = verb.split()
+    for name, stage_cls in sorted(all_stages().items(), key=lambda kv: kv[1].verb or kv[0]):
+        *path, leaf = (stage_cls.verb or name).split()
         for depth in range(len(path)):
-            name = " ".join(path[: depth + 1])
-            if name not in groups:
+            words = " ".join(path[: depth + 1])
+            if words not in groups:
                 parent = groups[" ".join(path[:depth])]
-                group = parent.add_parser(path[depth], help=GROUP_HELP.get(name), description=GROUP_HELP.get(name))
-                groups[name] = group.add_subparsers(dest=f"verb_{depth + 1}", required=True, metavar="STEP")
-        _stage_parser(groups[" ".join(path)], leaf, get_stage(stage_name))
+                help_text = VERB_GROUPS.get(words)
+                group = parent.add_parser(path[depth], help=help_text, description=help_text)
+                groups[words] = group.add_subparsers(dest=f"verb_{depth + 1}", required=True, metavar="STEP")
+        _stage_parser(groups[" ".join(path)], leaf, stage_cls)
     for verb, (help_text, add_args, handler) in EXTRA_VERBS.items():
-        p = sub.add_parser(verb, help=help_text, description=help_text)
+        p = sub.add_parser(verb, help=help_text, description=help_text, parents=[common_options()])
         add_args(p)
         p.set_defaults(handler=handler)
 
-    p = sub.add_parser("run", help="run a whole recipe file (YAML): its steps in order, into one folder")
+    help_text = "run a whole recipe file (YAML): its steps in order, into one run folder"
+    p = sub.add_parser("run", help=help_text, parents=[common_options()], description=(
+        help_text + ". Steps whose config and inputs did not change since an earlier run into the same folder are "
+        "reused; the rest are redone. Writes manifest.json beside the outputs."))
     p.add_argument("recipe", help="recipe file (YAML or JSON) with `steps` and optional `executor`")
     p.add_argument("--out", required=True, help="output folder")
     add_executor_options(p)
     p.set_defaults(handler=cmd_run)
 
-    p = sub.add_parser("rebuild", help="replay a run from its manifest alone and check the bytes match")
+    help_text = "replay a run from its manifest alone into another folder and check the bytes match"
+    p = sub.add_parser("rebuild", help=help_text, parents=[common_options()], description=(
+        help_text + ". Refuses when an input changed (or a folder gained a file) unless --allow-changed-inputs; "
+        "stored model outputs (OCR pages, generations, grades) are replayed, not recomputed. Exit 1 names each "
+        "output that differs."))
     p.add_argument("manifest", help="manifest.json of the run")
     p.add_argument("--out", required=True, help="folder to rebuild into (not the original's)")
     p.add_argument("--allow-changed-inputs", action="store_true", help="rebuild even if inputs changed")
     add_executor_options(p)
     p.set_defaults(handler=cmd_rebuild)
 
-    p = sub.add_parser("verify", help="recompute hashes; name every input or output that differs")
+    help_text = "recompute every hash of a run; name every input or output that differs"
+    p = sub.add_parser("verify", help=help_text, parents=[common_options()], description=(
+        help_text + ", every file that vanished, and every new file in an input folder. Exit 0: all match."))
     p.add_argument("manifest", help="manifest.json of the run")
     p.add_argument("dir", nargs="?", help="folder holding the outputs (default: the manifest's folder)")
     p.set_defaults(handler=cmd_verify)
@@ -271,10 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     install_log_redaction()
-    import corpus.stages  # noqa: F401  (registers the built-in stages and their verbs)
-
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.quiet = getattr(args, "quiet", False)
+    args.traceback = getattr(args, "traceback", False)
     try:
         return args.handler(args)
     except KeyboardInterrupt:
@@ -283,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # one line for the user; --traceback for the rest
         if args.traceback:
             raise
-        print(f"sagecorpus {args.verb}: error: {e}", file=sys.stderr)
+        from tqdm import tqdm
+
+        tqdm.write(f"sagecorpus {args.verb}: error: {e}", file=sys.stderr)  # on its own line, not after a progress bar
         return 2
 
 

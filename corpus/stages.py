@@ -1,5 +1,9 @@
 """The built-in stages: importing this module registers them for recipes, ``rebuild`` and the CLI."""
 
-import corpus.ingest.stage  # noqa: F401
-import corpus.extract.stage  # noqa: F401
 import corpus.curate.stages  # noqa: F401
+import corpus.extract.stage  # noqa: F401
+import corpus.ingest.stage  # noqa: F401
+from corpus.run.stage import register_verb_group
+
+register_verb_group("curate", "curate the pretraining corpus: clean, dedup, filter, decontaminate")
+register_verb_group("curate filter", "filter documents (apply) or train the quality classifier it applies (train)")

@@ -85,6 +85,7 @@ def test_verify_passes_and_names_one_changed_input_byte(demo, tmp_path):
     shutil.copytree(base, copy)
     manifest = json.loads((copy / "out1" / "manifest.json").read_text())
     manifest["inputs"] = [dict(e, path=e["path"].replace(str(base), str(copy))) for e in manifest["inputs"]]
+    manifest["sources"] = [p.replace(str(base), str(copy)) for p in manifest["sources"]]
     (copy / "out1" / "manifest.json").write_text(json.dumps(manifest))
     victim = copy / "samples" / "src" / "2401.00002.gz"
     data = bytearray(victim.read_bytes())

@@ -75,6 +75,7 @@ class CleanStageConfig(StageConfig):
 @register_stage
 class Clean(DocumentStage):
     name = "clean"
+    verb = "curate clean"
     config_class = CleanStageConfig
     description = "Clean text: Unicode, whitespace, hyphenation leftovers, OCR repetitions; optionally references/acknowledgements."
     output = "curated/clean.parquet"
@@ -84,7 +85,7 @@ class Clean(DocumentStage):
         for doc in self.documents(items):
             if doc["text"] is None:
                 yield self.decisions_file, [self.decision(doc["paper_id"], "dropped", "no_text", extract_reason=doc["reason"])]
-                yield "stats", [{"reason.no_text": 1}]
+                self.stat_update("reason.no_text")
                 continue
             if doc["pages"]:  # page by page, so every page's offsets stay exact
                 texts, changes, in_references = [], Counter(), False
@@ -105,7 +106,7 @@ class Clean(DocumentStage):
                 pages, changes = doc["pages"], Counter(c.split(":")[0] for c in changed)
             if not text.strip():
                 yield self.decisions_file, [self.decision(doc["paper_id"], "dropped", "empty_after_cleaning")]
-                yield "stats", [{"reason.empty_after_cleaning": 1}]
+                self.stat_update("reason.empty_after_cleaning")
                 continue
             action = "changed" if text != doc["text"] else "kept"
             yield self.output, [doc | {"text": text, "pages": pages, "n_chars": len(text)}]
@@ -141,6 +142,7 @@ class Dedup(DocumentStage):
     """
 
     name = "dedup"
+    verb = "curate dedup"
     config_class = DedupStageConfig
     description = "Deduplicate: exact content hash, then MinHash near-duplicates (kept: longest, then smallest id)."
     output = "curated/dedup.parquet"
@@ -167,7 +169,8 @@ class Dedup(DocumentStage):
         path = self.work_dir / "hashes" / f"{name}.json"
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(hashes))
-        yield "stats", [{"signatures": len(ids)}]
+        self.stat_update("signatures", value=len(ids))
+        yield from ()  # the rows are written by finish, once the clusters are known
 
     def finish(self, stats):
         ids, lengths, sigs = self.store().load()
@@ -233,6 +236,7 @@ class FilterStageConfig(StageConfig):
 @register_stage
 class Filter(DocumentStage):
     name = "filter"
+    verb = "curate filter apply"
     config_class = FilterStageConfig
     description = "Filter: language (py3langid), science-safe heuristics, and an optional fastText quality classifier."
     output = "curated/filter.parquet"
@@ -257,7 +261,7 @@ class Filter(DocumentStage):
             if keep:
                 yield self.output, [doc]
             else:
-                yield "stats", [{f"reason.{reason}": 1}]
+                self.stat_update(f"reason.{reason}")
             yield self.decisions_file, [self.decision(doc["paper_id"], action, reason or "passed", score=score, **scores)]
 
 
@@ -273,6 +277,7 @@ class FilterTrain(Stage):
     """Train the fastText quality/domain classifier (DCLM-style) that ``filter`` applies."""
 
     name = "filter_train"
+    verb = "curate filter train"
     config_class = FilterTrainConfig
     description = "Train the fastText quality classifier from positive and negative example Parquet."
 
@@ -317,6 +322,7 @@ class DecontaminateConfig(StageConfig):
 @register_stage
 class Decontaminate(DocumentStage):
     name = "decontaminate"
+    verb = "curate decontaminate"
     config_class = DecontaminateConfig
     description = "Drop documents overlapping benchmark questions (13-gram) or from excluded sources; writes corpus.parquet."
     output = "corpus.parquet"
@@ -344,7 +350,7 @@ class Decontaminate(DocumentStage):
                 yield self.output, [doc]
                 yield self.decisions_file, [self.decision(doc["paper_id"], "kept", "clean")]
             else:
-                yield "stats", [{f"reason.{reason.split(':')[0]}": 1}]
+                self.stat_update(f"reason.{reason.split(':')[0]}")
                 yield self.decisions_file, [self.decision(doc["paper_id"], "dropped", reason, **detail)]
 
     def _papers(self) -> dict[str, dict[str, Any]]:

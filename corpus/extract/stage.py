@@ -90,7 +90,8 @@ class Extract(Stage):
             ocr_rows, ocr_stats = runner.apply(docs)  # batches the routed pages of the whole window
             if self.config.ocr_model:
                 yield "ocr_pages.parquet", ocr_rows
-            yield "stats", [dict(ocr_stats)]
+            for name, value in ocr_stats.items():
+                self.stat_update(name, value=value)
             for paper, (_, doc) in zip(window, docs):
                 yield from self._rows(paper, doc)
 
@@ -115,4 +116,4 @@ class Extract(Stage):
             score=float(len(doc.text or "")), notes=doc.notes[:20], pages_routed_to_ocr=routed,
             latex_files=doc.latex_files,
         )]
-        yield "stats", [{f"extractor.{doc.extractor}": 1}]
+        self.stat_update(f"extractor.{doc.extractor}")

@@ -2,16 +2,17 @@
 
 A stage's work items are split into ``tasks`` contiguous shards (a number fixed by the config, never
 by the worker count). Each task runs the stage on its shard and writes one part file per output,
-``_work/<step>/parts/<output>/<rank>.parquet``; datatrove marks finished tasks, so a rerun after a
-crash skips them. The merge concatenates the parts in rank order into the final files with fixed
-row groups: the same inputs and config give the same bytes whatever ``workers`` is.
+``_work/<step>/parts/<output>/<rank>.parquet``, then its counters, last: a rerun after a crash skips
+the shards whose counters exist (in a work folder of the same step identity, see
+:mod:`corpus.run.workdir`). The merge concatenates the parts in rank order into the final files with
+fixed row groups: the same inputs and config give the same bytes whatever ``workers`` is.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
+import os
 import shutil
 import sys
 import threading
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.run.progress import progress
 from corpus.run.stage import Stage
+from corpus.run.workdir import StepDirs, StepReads, hash_reads, step_identity, write_json_atomic
 from schemas import TableWriter, iter_batches
 
 
@@ -43,6 +45,7 @@ class ExecutorConfig(BaseModel):
     time: str = Field("24:00:00", description="slurm: time limit per job")
     sbatch_args: dict[str, str] = Field(default_factory=dict, description="slurm: extra sbatch arguments")
     env_command: str | None = Field(None, description="slurm: command run before each job (e.g. activating an environment)")
+    gpus: list[str] | None = Field(None, description="local: GPU ids GPU stages' workers share, one group per worker (default: CUDA_VISIBLE_DEVICES, else all)")
     quiet: bool = Field(False, description="no progress bars, warnings only")
 
 
@@ -74,48 +77,11 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     return lo, lo + per + (1 if rank < extra else 0)
 
 
-def _safe(output: str) -> str:
-    return output.replace("/", "__")
-
-
-def config_hash(stage: Stage, tasks: int) -> str:
-    """What finished work of a step depends on: the stage's config and how its items were sharded."""
-    blob = json.dumps({"stage": stage.name, "config": stage.config_dict(), "tasks": tasks}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-class StepDirs:
-    """The work folder of one step of a run: logs, completion markers, part files, done marker."""
-
-    def __init__(self, out_dir: Path, index: int, stage: Stage):
-        self.root = Path(out_dir) / "_work" / f"{index:02d}-{stage.name}"
-        self.logs = self.root / "logs"
-        self.parts = self.root / "parts"
-        self.done = self.root / "done.json"
-        self.config = self.root / "config.sha256"
-
-    def part(self, output: str, rank: int) -> Path:
-        return self.parts / _safe(output) / f"{rank:05d}.parquet"
-
-    def stats(self, rank: int) -> Path:
-        return self.parts / "_stats" / f"{rank:05d}.json"
-
-    def prepare(self, stage: Stage, tasks: int) -> None:
-        """Keep finished work only if it was made with the same config and shards; else start afresh."""
-        digest = config_hash(stage, tasks)
-        if self.config.exists() and self.config.read_text() != digest:
-            shutil.rmtree(self.root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(digest)
-        stage.work_dir = self.root
-
-
 def prepare_once(stage: Stage, dirs: StepDirs) -> None:
-    """Run the stage's ``prepare`` unless an earlier run of this step already did."""
+    """Run the stage's ``prepare`` unless an earlier run of this step (same identity) already did."""
     marker = dirs.root / "prepared.json"
     if not marker.exists():
-        stats = stage.prepare() or {}
-        marker.write_text(json.dumps(stats, sort_keys=True))
+        write_json_atomic(marker, stage.prepare() or {})
 
 
 class ShardStep(PipelineStep):
@@ -131,34 +97,35 @@ class ShardStep(PipelineStep):
         self.quiet = quiet
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        run_shard(self.stage, self.dirs, rank, world_size, self.quiet, self.stat_update)
+        if not shard_finished(self.dirs, rank):
+            run_shard(self.stage, self.dirs, rank, world_size, self.quiet, self.stat_update)
         yield from ()
+
+
+def shard_finished(dirs: StepDirs, rank: int) -> bool:
+    """A shard is finished when its counters are written (last, atomically) or its step is done."""
+    return dirs.stats(rank).exists() or dirs.done.exists()
 
 
 def run_shard(
     stage: Stage, dirs: StepDirs, rank: int, world_size: int, quiet: bool = False,
     stat_update: Callable | None = None,
 ) -> Counter:
-    """Run the stage on shard ``rank`` of ``world_size``; write its parts and counters atomically."""
+    """Run the stage on shard ``rank`` of ``world_size``; write its parts, then its counters, atomically."""
     items = stage.plan()
     lo, hi = shard_bounds(len(items), rank, world_size)
     outputs = stage.shard_outputs()
     writers = {o: TableWriter(t, dirs.part(o, rank)) for o, t in outputs.items()}
-    stats: Counter = Counter()
+    stage.stats = stats = Counter()
     try:
-        bar = progress(total=hi - lo, desc=f"{stage.name} [{rank + 1}/{world_size}]", unit="item", disable=quiet)
-        for output, rows in stage.process(items[lo:hi]):
-            if output == "stats":
-                for row in rows:
-                    stats.update(row)
-                continue
-            if output not in writers:
-                raise KeyError(f"stage {stage.name} wrote {output!r}, which is not among its outputs {list(outputs)}")
-            writers[output].write(rows)
-            if output == stage.decisions_file:
-                stats.update(f"decisions.{r['action']}" for r in rows)
-                bar.update(len(rows))
-        bar.close()
+        with progress(total=hi - lo, desc=f"{stage.name} [{rank + 1}/{world_size}]", unit="item", disable=quiet) as bar:
+            for output, rows in stage.process(items[lo:hi]):
+                if output not in writers:
+                    raise KeyError(f"stage {stage.name} wrote {output!r}, which is not among its outputs {list(outputs)}")
+                writers[output].write(rows)
+                if output == stage.decisions_file:
+                    stats.update(f"decisions.{r['action']}" for r in rows)
+                    bar.update(len(rows))
     except BaseException:
         for w in writers.values():
             w.abort()
@@ -169,31 +136,38 @@ def run_shard(
     if stat_update is not None:
         for key, value in stats.items():
             stat_update(key, value=int(value))
-    path = dirs.stats(rank)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(stats, sort_keys=True))
-    tmp.replace(path)
+    write_json_atomic(dirs.stats(rank), stats)
     return stats
 
 
 def merge_parts(stage: Stage, dirs: StepDirs, tasks: int) -> dict:
-    """Concatenate every output's parts in rank order into the final files; sum the counters."""
+    """Concatenate every output's parts in rank order into the final files; sum the counters.
+
+    Then the stage's ``finish`` runs (whole-output checks, clustering). If anything fails, the
+    step's outputs are removed, so a failed check never leaves a file behind for the next step.
+    """
+    if dirs.done.exists():  # slurm: the step was found done by its prepare job
+        return json.loads(dirs.done.read_text())["stats"]
     out_dir = stage.out_dir
-    for output, table in stage.shard_outputs().items():
-        with TableWriter(table, out_dir / output) as writer:
-            for rank in range(tasks):
-                part = dirs.part(output, rank)
-                if not part.exists():
-                    raise FileNotFoundError(f"{part}: part file missing; task {rank} of {stage.name} did not finish")
-                for batch in iter_batches(part, table, batch_size=table.row_group_size):
-                    writer.write(batch)
-    stats: Counter = Counter(json.loads((dirs.root / "prepared.json").read_text()))
-    for rank in range(tasks):
-        stats.update(json.loads(dirs.stats(rank).read_text()))
-    stats.update(stage.finish(dict(stats)) or {})
+    try:
+        for output, table in stage.shard_outputs().items():
+            with TableWriter(table, out_dir / output) as writer:
+                for rank in range(tasks):
+                    part = dirs.part(output, rank)
+                    if not dirs.stats(rank).exists() or not part.exists():
+                        raise FileNotFoundError(f"{part}: task {rank} of step {stage.name} did not finish; rerun to redo it")
+                    for batch in iter_batches(part, table, batch_size=table.row_group_size):
+                        writer.write(batch)
+        stats: Counter = Counter(json.loads((dirs.root / "prepared.json").read_text()))
+        for rank in range(tasks):
+            stats.update(json.loads(dirs.stats(rank).read_text()))
+        stats.update(stage.finish(dict(stats)) or {})
+    except BaseException:
+        for rel in stage.outputs():
+            (out_dir / rel).unlink(missing_ok=True)
+        raise
     stats = dict(sorted(stats.items()))
-    dirs.done.write_text(json.dumps({"stats": stats}, sort_keys=True))
+    dirs.finish(stats)
     shutil.rmtree(dirs.parts, ignore_errors=True)
     return stats
 
@@ -237,29 +211,67 @@ def _driver_log_level(level: str) -> None:
     logger.add(sys.stderr, level=level, format="{level} | {message}")
 
 
+def _worker_slot(local_rank: int) -> int:
+    """This pool worker's fixed index (a process keeps its GPU whatever task it runs next)."""
+    import multiprocess
+
+    identity = multiprocess.current_process()._identity
+    return identity[0] - 1 if identity else local_rank
+
+
 def _local_executor_class():
     from datatrove.executor import LocalPipelineExecutor
 
     class QuietLocalExecutor(LocalPipelineExecutor):
-        """datatrove's local executor with its console logs at ``console_level``."""
+        """datatrove's local executor with its console logs at ``console_level``; for GPU stages each
+        worker process sees only its own devices (``CUDA_VISIBLE_DEVICES``), as Ray and Slurm do."""
 
         console_level = "WARNING"
+        gpu_slots: list[list[str]] = []
 
         def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
             _quiet_task_logger(self.console_level)
+            if self.gpu_slots:
+                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpu_slots[_worker_slot(local_rank) % len(self.gpu_slots)])
             return super()._run_for_rank(rank, local_rank, node_rank)
 
     return QuietLocalExecutor
 
 
+def visible_gpus(config: ExecutorConfig) -> list[str]:
+    """The devices GPU stages share on this machine: the config's, else CUDA_VISIBLE_DEVICES, else torch's count."""
+    if config.gpus is not None:
+        return list(config.gpus)
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "").strip():
+        return [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        return []
+
+
+def gpu_slots(devices: list[str], gpus_per_task: int) -> list[list[str]]:
+    """Split devices into one group of ``gpus_per_task`` per worker (leftover devices stay unused)."""
+    return [devices[i:i + gpus_per_task] for i in range(0, len(devices) - gpus_per_task + 1, gpus_per_task)]
+
+
 def _datatrove_executor(config: ExecutorConfig, pipeline: list, tasks: int, logs: Path, gpus: int, depends=None,
                         job_name: str = "sagecorpus"):
+    # our shards decide themselves whether they are finished (their counters file, tied to the step's identity)
     if config.kind == "local":
+        workers = min(config.workers, tasks)
+        slots = gpu_slots(visible_gpus(config), gpus) if gpus else []
+        if gpus:
+            if not slots:
+                raise RuntimeError(f"a step needs {gpus} GPU(s) per task and none are visible (set executor.gpus or CUDA_VISIBLE_DEVICES)")
+            workers = min(workers, len(slots))
         executor = _local_executor_class()(
-            pipeline=pipeline, tasks=tasks, workers=min(config.workers, tasks), logging_dir=str(logs),
-            depends=depends,
+            pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(logs), depends=depends, skip_completed=False,
         )
         executor.console_level = console_log_level(config.quiet)
+        executor.gpu_slots = slots if workers > 1 else []
         return executor
     if config.kind == "ray":
         from datatrove.executor import RayPipelineExecutor
@@ -267,7 +279,7 @@ def _datatrove_executor(config: ExecutorConfig, pipeline: list, tasks: int, logs
         return RayPipelineExecutor(
             pipeline=pipeline, tasks=tasks, workers=config.workers, logging_dir=str(logs),
             cpus_per_task=config.cpus_per_task, mem_per_cpu_gb=config.mem_per_cpu_gb, gpus_per_task=gpus,
-            depends=depends,
+            depends=depends, skip_completed=False,
         )
     from datatrove.executor import SlurmPipelineExecutor
 
@@ -278,39 +290,38 @@ def _datatrove_executor(config: ExecutorConfig, pipeline: list, tasks: int, logs
         time=config.time, partition=config.partition, cpus_per_task=config.cpus_per_task,
         mem_per_cpu_gb=int(math.ceil(config.mem_per_cpu_gb)), gpus_per_task=gpus,
         sbatch_args=config.sbatch_args, env_command=config.env_command, depends=depends,
-        job_name=job_name,
+        job_name=job_name, skip_completed=False,
     )
 
 
-def run_step(stage: Stage, index: int, config: ExecutorConfig) -> dict:
-    """Run one bound stage to completion on this machine, a local pool or Ray; return its counters.
+def run_step(stage: Stage, index: int, config: ExecutorConfig, reads: StepReads) -> tuple[dict, dict[str, str]]:
+    """Run one bound stage to completion on this machine, a local pool or Ray.
 
-    A step whose done marker exists (same config) is skipped; finished tasks of a crashed step are
-    skipped through datatrove's completion markers.
+    Returns its counters and the sha256 of its outputs. A step of the same identity whose outputs
+    still have their recorded bytes is not run again; finished shards of an interrupted step of the
+    same identity are kept; anything else is redone (see :mod:`corpus.run.workdir`).
     """
-    dirs = StepDirs(stage.out_dir, index, stage)
-    dirs.prepare(stage, config.tasks)
-    stage.quiet = config.quiet
-    if dirs.done.exists() and all((stage.out_dir / o).exists() for o in stage.outputs()):
-        return json.loads(dirs.done.read_text())["stats"]
     if config.kind == "slurm":
         raise ValueError("slurm runs are submitted with submit_slurm(), not run in this process")
+    dirs = StepDirs(stage.out_dir, index, stage)
+    stage.quiet = config.quiet
+    done = dirs.open(step_identity(stage, reads), config.tasks)
+    if done is not None:
+        return done, dirs.finished_outputs()
     prepare_once(stage, dirs)
     if config.workers == 1 and config.kind == "local":
-        # in process: no pool, but the same shards, part files and completion markers
+        # in process: no pool, but the same shards and part files
         for rank in range(config.tasks):
-            marker = dirs.logs / "completions" / f"{rank:05d}"
-            if not marker.exists():
+            if not shard_finished(dirs, rank):
                 run_shard(stage, dirs, rank, config.tasks, config.quiet)
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.touch()
     else:
         pipeline = [ShardStep(stage, dirs, quiet=config.quiet or config.workers > 1)]
         executor = _datatrove_executor(config, pipeline, config.tasks, dirs.logs, stage.gpus_per_task)
         _driver_log_level(console_log_level(config.quiet))  # after datatrove's import set its own
         with watch_completions(dirs.logs / "completions", config.tasks, stage.name, config.quiet):
             executor.run()
-    return merge_parts(stage, dirs, config.tasks)
+    stats = merge_parts(stage, dirs, config.tasks)
+    return stats, dirs.finished_outputs()
 
 
 class MergeStep(PipelineStep):
@@ -329,7 +340,7 @@ class MergeStep(PipelineStep):
 
 
 class CallStep(PipelineStep):
-    """Slurm: a single task that calls a function (used to write the run's manifest last)."""
+    """Slurm: a single task that calls a function (a step's prepare; the run's manifest, last)."""
 
     name = "sagecorpus call"
     type = "sagecorpus"
@@ -343,22 +354,29 @@ class CallStep(PipelineStep):
         yield from ()
 
 
-def submit_slurm(stages: list[Stage], config: ExecutorConfig, finish: Callable[[], object]) -> None:
-    """Submit a whole run to Slurm as a chain of dependent jobs: shards, merge, ..., then ``finish``."""
+def open_and_prepare(stage: Stage, dirs: StepDirs, inputs: list[str], tasks: int) -> None:
+    """Slurm: a step's first job, run once the step before it merged: hash what it reads (now that it
+    exists), keep or reset its work, and run ``prepare`` unless the step is already done."""
+    if dirs.open(step_identity(stage, hash_reads(stage, inputs, {})), tasks) is None:
+        prepare_once(stage, dirs)
+
+
+def submit_slurm(stages: list[Stage], inputs: list[list[str]], config: ExecutorConfig, finish: Callable[[], object]) -> None:
+    """Submit a whole run to Slurm as a chain of dependent jobs: prepare, shards, merge, ..., then ``finish``."""
     previous = None
-    for index, stage in enumerate(stages):
+    for index, (stage, step_inputs) in enumerate(zip(stages, inputs)):
         dirs = StepDirs(stage.out_dir, index, stage)
-        dirs.prepare(stage, config.tasks)
         name = dirs.root.name
+        logs = Path(stage.out_dir) / "_work" / "slurm-logs" / name  # outside the step's folder, which a reset removes
         prep = _datatrove_executor(
-            config, [CallStep(lambda stage=stage, dirs=dirs: prepare_once(stage, dirs))], 1, dirs.root / "prepare-logs", 0,
-            previous, job_name=f"{name}-prepare",
+            config, [CallStep(lambda stage=stage, dirs=dirs, i=step_inputs: open_and_prepare(stage, dirs, i, config.tasks))],
+            1, logs / "prepare", 0, previous, job_name=f"{name}-prepare",
         )
         shards = _datatrove_executor(
-            config, [ShardStep(stage, dirs, quiet=True)], config.tasks, dirs.logs, stage.gpus_per_task, prep, job_name=name,
+            config, [ShardStep(stage, dirs, quiet=True)], config.tasks, logs / "shards", stage.gpus_per_task, prep, job_name=name,
         )
-        previous = _datatrove_executor(config, [MergeStep(stage, dirs, config.tasks)], 1, dirs.root / "merge-logs", 0,
+        previous = _datatrove_executor(config, [MergeStep(stage, dirs, config.tasks)], 1, logs / "merge", 0,
                                        shards, job_name=f"{name}-merge")
-    last = _datatrove_executor(config, [CallStep(finish)], 1, Path(stages[-1].out_dir) / "_work" / "manifest-logs", 0,
+    last = _datatrove_executor(config, [CallStep(finish)], 1, Path(stages[-1].out_dir) / "_work" / "slurm-logs" / "manifest", 0,
                                previous, job_name="manifest")
     last.run()

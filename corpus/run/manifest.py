@@ -22,7 +22,8 @@ from typing import Any
 from corpus.run.secrets import redact
 from schemas import count_rows, sha256_file, table_of
 
-FORMAT = 1
+FORMAT = 2  # 2: steps carry their identity and what they read; ``sources`` lists the input folders as given
+READABLE_FORMATS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 
 # Packages whose versions decide the bytes a run writes (those installed are recorded).
@@ -76,9 +77,19 @@ def expand_inputs(paths: list[str]) -> list[str]:
     return sorted(files)
 
 
-def output_entry(out_dir: Path, relative: str) -> FileEntry:
+def new_input_files(manifest: Manifest) -> list[tuple[str, str]]:
+    """(folder, file) for every file now in an input folder that the manifest does not list."""
+    listed = {e.path for e in manifest.inputs}
+    return [
+        (folder, f) for folder in manifest.sources if not is_url(folder) and Path(folder).is_dir()
+        for f in expand_inputs([folder]) if f not in listed
+    ]
+
+
+def output_entry(out_dir: Path, relative: str, sha256: str | None = None) -> FileEntry:
+    """An output's entry; ``sha256`` when the caller has just hashed it (no second read)."""
     path = out_dir / relative
-    entry = FileEntry(relative, path.stat().st_size, sha256_file(path))
+    entry = FileEntry(relative, path.stat().st_size, sha256 or sha256_file(path))
     table = table_of(path) if path.suffix == ".parquet" else None
     if table is not None:
         entry.table, entry.version, entry.rows = table.name, table.version, count_rows(path, table)
@@ -109,6 +120,7 @@ def now() -> str:
 @dataclass
 class Manifest:
     steps: list[dict]
+    sources: list[str] = field(default_factory=list)  # input files, folders and URLs as the steps name them
     inputs: list[FileEntry] = field(default_factory=list)
     outputs: list[FileEntry] = field(default_factory=list)
     executor: dict = field(default_factory=dict)
@@ -141,8 +153,8 @@ class Manifest:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: not a readable manifest: {e}") from e
-        if data.get("format") != FORMAT:
-            raise ValueError(f"{path}: manifest format {data.get('format')!r}, expected {FORMAT}")
+        if data.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"{path}: manifest format {data.get('format')!r}, expected one of {READABLE_FORMATS}")
         data["inputs"] = [FileEntry(**e) for e in data.get("inputs", [])]
         data["outputs"] = [FileEntry(**e) for e in data.get("outputs", [])]
         return cls(**data)
@@ -152,13 +164,20 @@ def run_record(start: str, argv: list[str] | None = None) -> dict:
     return {"start": start, "end": now(), "host": socket.gethostname(), "argv": argv or sys.argv[1:]}
 
 
+def check_inputs(manifest: Manifest) -> list[str]:
+    """One line per input that changed, vanished or cannot be read, and per new file in an input folder."""
+    problems = []
+    for e in manifest.inputs:
+        problems += _compare("input", e.path, e, lambda e=e: input_entry(e.path), not is_url(e.path) and not Path(e.path).exists())
+    problems += [f"input {f}: new file in {folder}, not in the manifest" for folder, f in new_input_files(manifest)]
+    return problems
+
+
 def verify(manifest_path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[str]:
     """Recompute every input's and output's hash; return one line per difference (empty: all match)."""
     manifest = Manifest.load(manifest_path)
     out = Path(out_dir) if out_dir else Path(manifest_path).parent
-    problems = []
-    for e in manifest.inputs:
-        problems += _compare("input", e.path, e, lambda e=e: input_entry(e.path), not is_url(e.path) and not Path(e.path).exists())
+    problems = check_inputs(manifest)
     for e in manifest.outputs:
         problems += _compare("output", str(out / e.path), e, lambda e=e: output_entry(out, e.path), not (out / e.path).exists())
     return problems

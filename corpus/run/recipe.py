@@ -1,7 +1,8 @@
 """A run: an ordered list of stage steps with their configs, executed into one output folder.
 
 ``run_recipe`` is what every CLI verb and ``sagecorpus run recipe.yaml`` call; it writes
-``manifest.json`` beside the outputs. ``rebuild`` replays a manifest into another folder and says
+``manifest.json`` beside the outputs. A stage verb adds its step to the run folder's chain
+(:func:`add_step`), so the manifest always covers every step run into the folder, in order. ``rebuild`` replays a manifest into another folder and says
 whether the bytes came out the same.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import yaml
@@ -17,15 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from corpus.run.executor import ExecutorConfig, run_step, submit_slurm
 from corpus.run.manifest import (
     MANIFEST_NAME,
+    FileEntry,
     Manifest,
+    check_inputs,
     collect_seeds,
     expand_inputs,
-    input_entry,
     now,
     output_entry,
     run_record,
 )
 from corpus.run.stage import Stage, absolutize, get_stage
+from corpus.run.workdir import hash_reads, missing_read_message, note, run_lock, step_identity
 
 
 class Step(BaseModel):
@@ -66,27 +70,53 @@ def build_stages(recipe: Recipe, out_dir: Path) -> list[Stage]:
     return stages
 
 
+def check_chain(stages: list[Stage], out: Path) -> None:
+    """Every run-folder file a step reads is written by an earlier step or is already there."""
+    written: set[str] = set()
+    for stage in stages:
+        for rel in stage.reads():
+            if rel not in written and not (out / rel).is_file():
+                raise FileNotFoundError(missing_read_message(stage, rel))
+        written |= set(stage.outputs())
+
+
 def run_recipe(
     recipe: Recipe, out_dir: str | os.PathLike, argv: list[str] | None = None, replay_from: str | os.PathLike | None = None,
 ) -> Manifest | None:
     """Run every step into ``out_dir`` and write its manifest (None for Slurm: the last job writes it).
 
+    A step is redone when its identity (stage, *what* config, the hashes of what it reads) changed
+    or its outputs no longer have their recorded bytes; otherwise its finished work is reused.
     ``replay_from``: an earlier run's folder whose stored model outputs (OCR pages, generations,
-    grades) stages reuse instead of calling the models again.
+    grades) stages reuse instead of calling the models again. A run that fails before any work was
+    done leaves no folder behind; two runs into one folder at once are refused.
     """
     start = now()
     out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     stages = build_stages(recipe, out)
     for stage in stages:
         stage.replay_dir = Path(replay_from).resolve() if replay_from else None
-    steps = [{"stage": s.name, "config": s.config_dict()} for s in stages]
-    inputs = [input_entry(p) for p in expand_inputs(sorted({f for s in stages for f in s.input_files()}))]
+    check_chain(stages, out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with run_lock(out):
+            return _run(recipe, stages, out, start, argv)
+    except BaseException:
+        if created and not any((out / "_work").glob("*/parts/_stats/*.json")) and not any((out / "_work").glob("*/done.json")):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
-    def finish(stats: dict[str, dict]) -> Manifest:
+
+def _run(recipe: Recipe, stages: list[Stage], out: Path, start: str, argv: list[str] | None) -> Manifest | None:
+    step_inputs = [expand_inputs(s.input_files()) for s in stages]
+    sources = sorted({p for s in stages for p in s.input_files()})
+
+    def finish(stats: dict[str, dict], records: list[dict], inputs: list[FileEntry], hashes: dict[str, str]) -> Manifest:
         outputs = sorted({o for s in stages for o in s.outputs()})
+        steps = [{"stage": s.name, "config": s.config_dict(), **r} for s, r in zip(stages, records)]
         manifest = Manifest(
-            steps=steps, inputs=inputs, outputs=[output_entry(out, o) for o in outputs],
+            steps=steps, sources=sources, inputs=inputs, outputs=[output_entry(out, o, hashes.get(o)) for o in outputs],
             executor=recipe.executor.model_dump(mode="json"), seeds=collect_seeds(steps),
             models=[m for s in stages for m in s.models()], stats=stats, run=run_record(start, argv),
         )
@@ -94,21 +124,64 @@ def run_recipe(
         return manifest
 
     if recipe.executor.kind == "slurm":
-        submit_slurm(stages, recipe.executor, lambda: finish(_stats_from_done(out, stages)))
+        submit_slurm(stages, step_inputs, recipe.executor, lambda: finish(*_from_done(out, stages, step_inputs)))
         return None
-    stats = {}
-    for index, stage in enumerate(stages):
-        stats[f"{index:02d}-{stage.name}"] = run_step(stage, index, recipe.executor)
-    return finish(stats)
+    stats, records, inputs, hashes = {}, [], {}, {}
+    for index, (stage, files) in enumerate(zip(stages, step_inputs)):
+        reads = hash_reads(stage, files, hashes)
+        inputs.update((e.path, e) for e in reads.inputs)
+        stats[f"{index:02d}-{stage.name}"], outputs = run_step(stage, index, recipe.executor, reads)
+        hashes.update(outputs)
+        records.append(_record(stage, reads))
+    return finish(stats, records, sorted(inputs.values(), key=lambda e: e.path), hashes)
 
 
-def _stats_from_done(out: Path, stages: list[Stage]) -> dict[str, dict]:
-    from corpus.run.executor import StepDirs
+def _record(stage: Stage, reads) -> dict:
+    return {"identity": step_identity(stage, reads), "reads": reads.run_files, "input_sources": stage.input_files()}
 
-    return {
-        f"{i:02d}-{s.name}": json.loads(StepDirs(out, i, s).done.read_text())["stats"]
-        for i, s in enumerate(stages)
-    }
+
+def _from_done(out: Path, stages: list[Stage], step_inputs: list[list[str]]):
+    """Slurm: the manifest's parts, read back from the steps' done markers by the last job."""
+    from corpus.run.workdir import StepDirs
+
+    stats, records, inputs, hashes = {}, [], {}, {}
+    for i, (stage, files) in enumerate(zip(stages, step_inputs)):
+        dirs = StepDirs(out, i, stage)
+        stats[f"{i:02d}-{stage.name}"] = json.loads(dirs.done.read_text())["stats"]
+        reads = hash_reads(stage, files, hashes)
+        inputs.update((e.path, e) for e in reads.inputs)
+        hashes.update(dirs.finished_outputs())
+        records.append(_record(stage, reads))
+    return stats, records, sorted(inputs.values(), key=lambda e: e.path), hashes
+
+
+def add_step(out_dir: str | os.PathLike, step: Step, executor: ExecutorConfig) -> Recipe:
+    """The run folder's chain of steps, from its manifest, with ``step`` in its place.
+
+    This is how the step-by-step command line builds one rebuildable run: each verb adds its step
+    to the chain and runs the chain (earlier steps whose identity did not change are reused, not
+    redone). A step already in the chain is replaced; the steps after it are dropped from the chain
+    and their outputs removed, since they were made from what the replaced step wrote before.
+    """
+    out = Path(out_dir).resolve()
+    path = out / MANIFEST_NAME
+    steps = [Step(stage=s["stage"], config=s["config"]) for s in Manifest.load(path).steps] if path.exists() else []
+    names = [s.stage for s in steps]
+    if step.stage not in names:
+        return Recipe(steps=[*steps, step], executor=executor)
+    i = names.index(step.stage)
+    kept = [*steps[:i], step]
+    dropped = list(enumerate(steps))[i + 1:]
+    if dropped:
+        keep = {o for s in build_stages(Recipe(steps=kept), out) for o in s.outputs()}
+        for index, s in dropped:
+            stage = get_stage(s.stage)(absolutize(get_stage(s.stage).config_class(**s.config))).bind(out)
+            for rel in set(stage.outputs()) - keep:
+                (out / rel).unlink(missing_ok=True)
+            shutil.rmtree(out / "_work" / f"{index:02d}-{s.stage}", ignore_errors=True)
+        note(f"{', '.join(s.stage for _, s in dropped)} dropped from {path} and their outputs removed: "
+             f"they were made from an earlier {step.stage}; run them again")
+    return Recipe(steps=kept, executor=executor)
 
 
 class ChangedInputs(RuntimeError):
@@ -125,15 +198,7 @@ def rebuild(
     Raises :class:`ChangedInputs` when an input changed, unless ``allow_changed_inputs``.
     """
     original = Manifest.load(manifest_path)
-    changed = []
-    for e in original.inputs:
-        try:
-            now_entry = input_entry(e.path)
-        except OSError as err:
-            changed.append(f"input {e.path}: unreadable ({err})")
-            continue
-        if now_entry.sha256 != e.sha256:
-            changed.append(f"input {e.path}: sha256 differs from the manifest's")
+    changed = check_inputs(original)
     if changed and not allow_changed_inputs:
         raise ChangedInputs("inputs changed since the run (use --allow-changed-inputs to rebuild anyway):\n  " + "\n  ".join(changed))
     recipe = Recipe(
@@ -152,4 +217,4 @@ def rebuild(
     return manifest, diffs
 
 
-__all__ = ["ChangedInputs", "Recipe", "Step", "build_stages", "load_recipe", "rebuild", "run_recipe"]
+__all__ = ["ChangedInputs", "Recipe", "Step", "add_step", "build_stages", "load_recipe", "rebuild", "run_recipe"]

@@ -12,6 +12,7 @@ what an earlier stage of the same run wrote, and how ``rebuild`` replays a run i
 from __future__ import annotations
 
 import json
+from collections import Counter
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +88,7 @@ class Stage(ABC):
     name: ClassVar[str]
     config_class: ClassVar[type[StageConfig]]
     description: ClassVar[str] = ""
+    verb: ClassVar[str | None] = None  # CLI words, e.g. "curate clean" (default: the name)
     gpus_per_task: ClassVar[int] = 0
 
     def __init__(self, config: StageConfig | dict | None = None):
@@ -99,6 +101,8 @@ class Stage(ABC):
         self.work_dir: Path | None = None  # this step's private folder, set by the executor
         self.replay_dir: Path | None = None  # rebuild: the original run's folder, whose stored model outputs replay
         self.quiet = False  # no progress bars (set by the executor from --quiet)
+        self.stats: Counter = Counter()  # this shard's counters (see stat_update)
+        self.check_requirements()
 
     # -- paths ---------------------------------------------------------------------------------
     def bind(self, out_dir: str | Path) -> Stage:
@@ -131,8 +135,41 @@ class Stage(ABC):
         return {o: t for o, t in self.outputs().items() if t is not None}
 
     def input_files(self) -> list[str]:
-        """External files (outside the output folder) this stage reads; hashed into the manifest."""
-        return []
+        """External files and folders (outside the output folder) this stage reads.
+
+        Folders are listed file by file; every file's sha256 is part of the step's identity and the
+        manifest. The default: every path field whose value is not in the run folder.
+        """
+        return [v for v in self._path_values() if not v.startswith(OUT)]
+
+    def reads(self) -> list[str]:
+        """Run-folder files (relative to it) this stage reads, written by earlier steps.
+
+        Their sha256 is part of the step's identity, so a step is redone when what it reads changed.
+        The default: every path field whose value is a ``{out}/...`` Parquet file.
+        """
+        return [v[len(OUT) + 1:] for v in self._path_values() if v.startswith(OUT + "/") and v.endswith(".parquet")]
+
+    def _path_values(self) -> list[str]:
+        values = []
+        for name in type(self.config).model_fields:
+            if is_path_field(type(self.config), name):
+                value = getattr(self.config, name)
+                values += [v for v in (value if isinstance(value, list) else [value]) if v]
+        return values
+
+    def requirements(self) -> dict[str, str]:
+        """Optional packages this stage needs with its config: import name -> the sagecorpus extra."""
+        return {}
+
+    def check_requirements(self) -> None:
+        """Fail at construction, naming the ``pip install`` that fixes it, if an optional package is missing."""
+        import importlib.util
+
+        missing = {m: extra for m, extra in self.requirements().items() if importlib.util.find_spec(m) is None}
+        if missing:
+            extras = ",".join(sorted(set(missing.values())))
+            raise ImportError(f"stage {self.name} needs {', '.join(sorted(missing))}: pip install 'sagecorpus[{extras}]'")
 
     def models(self) -> list[dict]:
         """Models this stage calls (id, weights hash, sampling parameters, licence) for the manifest."""
@@ -155,7 +192,7 @@ class Stage(ABC):
     def process(self, items: list[Any]) -> Iterator[tuple[str, list[dict]]]:
         """Do the work for one shard of items, yielding ``(output file, rows)`` in item order.
 
-        May also yield ``("stats", [{"name": value}])`` to add to the stage's counters.
+        Counters go through :meth:`stat_update`.
         """
 
     def finish(self, stats: dict[str, float]) -> dict[str, float] | None:
@@ -164,6 +201,11 @@ class Stage(ABC):
         counters for the run's stats."""
 
     # -- helpers -------------------------------------------------------------------------------
+    def stat_update(self, *names: str, value: int | float = 1) -> None:
+        """Add ``value`` to each named counter of this shard (summed over shards into the run's stats)."""
+        for name in names:
+            self.stats[name] += value
+
     def decision(
         self, item_id: str, action: str, reason: str, score: float | None = None,
         cluster_id: str | None = None, kept_id: str | None = None, **detail: Any,
@@ -188,22 +230,69 @@ class Stage(ABC):
 
 
 STAGES: dict[str, type[Stage]] = {}
+ENTRY_POINT_GROUP = "sagecorpus.stages"
+VERB_GROUPS: dict[str, str] = {}  # CLI group words (e.g. "curate") -> help
 
 
 def register_stage(cls: type[Stage]) -> type[Stage]:
-    """Class decorator: make a stage available to recipes, ``rebuild`` and the CLI by its name."""
+    """Class decorator: make a stage available to recipes, ``rebuild`` and the CLI by its name.
+
+    Any package can register stages: a module that defines them is named in the package's
+    ``sagecorpus.stages`` entry-point group (pyproject ``[project.entry-points."sagecorpus.stages"]``),
+    and :func:`get_stage` imports every such module, so ``corpus`` never imports the others.
+    """
+    if cls.name in STAGES and STAGES[cls.name] is not cls and STAGES[cls.name].__qualname__ != cls.__qualname__:
+        raise ValueError(f"stage name {cls.name!r} is taken by {STAGES[cls.name].__module__}.{STAGES[cls.name].__qualname__}")
     STAGES[cls.name] = cls
     return cls
 
 
+def register_verb_group(words: str, help_text: str) -> None:
+    """Help for a CLI group of stage verbs (``"curate"``, ``"curate filter"``, ``"qa"``)."""
+    VERB_GROUPS[words] = help_text
+
+
 def get_stage(name: str) -> type[Stage]:
-    _load_builtin_stages()
+    load_stages()
     try:
         return STAGES[name]
     except KeyError:
         raise KeyError(f"unknown stage {name!r}; known: {sorted(STAGES)}") from None
 
 
-def _load_builtin_stages() -> None:
-    """Import the modules that register the built-in stages."""
-    import corpus.stages  # noqa: F401
+def all_stages() -> dict[str, type[Stage]]:
+    load_stages()
+    return dict(STAGES)
+
+
+_loaded = False
+
+
+def load_stages() -> None:
+    """Import the built-in stages and every module of the ``sagecorpus.stages`` entry-point group."""
+    global _loaded
+    if _loaded:
+        return
+    import importlib
+    from importlib.metadata import entry_points
+
+    import corpus.stages  # noqa: F401  (the built-in stages, also when the package is not installed)
+
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            importlib.import_module(ep.value.split(":")[0])
+        except ImportError as e:
+            raise ImportError(f"stages of entry point {ep.name!r} ({ep.value}) cannot be imported: {e}") from e
+    _loaded = True
+
+
+def writers_of(relative: str) -> list[str]:
+    """Names of the registered stages whose default config writes ``relative`` in the run folder."""
+    names = []
+    for name, cls in sorted(all_stages().items()):
+        try:
+            if relative in cls().outputs():
+                names.append(cls.verb or name)
+        except Exception:  # a stage whose default config cannot be built writes nothing by default
+            continue
+    return names

@@ -1,0 +1,184 @@
+"""A step's work folder and identity: when finished work may be reused, and when it must be redone.
+
+A step's *identity* is its stage, its *what* config (every field but the ``how_field`` ones) and the
+sha256 of everything it reads: its external inputs (folders listed file by file) and the files of the
+run folder that earlier steps wrote. Its work folder ``_work/<NN>-<stage>/`` holds that identity,
+the part files of unfinished shards and, once merged, ``done.json`` with the stats and the sha256 of
+every output. A rerun reuses the step only if the identity is the same and every output still has
+the recorded bytes; otherwise the step's work and outputs are removed and the step is redone. An
+unreadable ``done.json`` (an interrupted write) is named and the step redone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from corpus.run.manifest import FileEntry, input_entry, output_entry
+from corpus.run.stage import Stage
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write JSON so that a reader never sees half a file: a per-process temp name, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    tmp.replace(path)
+
+
+def note(message: str) -> None:
+    """A line for the user on stderr (kept apart from progress bars)."""
+    from tqdm import tqdm
+
+    tqdm.write(f"sagecorpus: {message}", file=sys.stderr)
+
+
+@dataclass
+class StepReads:
+    """What a step reads: run-folder files (relative path -> sha256) and external input files."""
+
+    run_files: dict[str, str] = field(default_factory=dict)
+    inputs: list[FileEntry] = field(default_factory=list)
+
+
+def step_identity(stage: Stage, reads: StepReads) -> str:
+    blob = json.dumps({
+        "stage": stage.name, "config": stage.what_config(), "reads": reads.run_files,
+        "inputs": [[e.path, e.sha256] for e in reads.inputs],
+    }, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def hash_reads(stage: Stage, inputs: list[str], known: dict[str, str]) -> StepReads:
+    """sha256 of what a step reads; ``known`` holds run-folder files already hashed in this run."""
+    reads = StepReads()
+    for rel in stage.reads():
+        if rel not in known:
+            path = stage.out_dir / rel
+            if not path.is_file():
+                raise FileNotFoundError(missing_read_message(stage, rel))
+            known[rel] = output_entry(stage.out_dir, rel).sha256
+        reads.run_files[rel] = known[rel]
+    reads.inputs = [input_entry(p) for p in inputs]
+    return reads
+
+
+def missing_read_message(stage: Stage, rel: str) -> str:
+    from corpus.run.stage import writers_of
+
+    out = stage.out_dir
+    writers = writers_of(rel)
+    hint = (f"run the {' or '.join(repr(w) for w in writers)} step into {out} first" if writers
+            else "run the step that writes it first")
+    return f"step {stage.name} reads {out / rel}, which does not exist: {hint}"
+
+
+class StepDirs:
+    """The work folder of one step of a run: identity, logs, part files, done marker."""
+
+    def __init__(self, out_dir: Path, index: int, stage: Stage):
+        self.stage = stage
+        self.root = Path(out_dir) / "_work" / f"{index:02d}-{stage.name}"
+        self.logs = self.root / "logs"
+        self.parts = self.root / "parts"
+        self.done = self.root / "done.json"
+        self.identity_file = self.root / "identity"
+        self.shards_file = self.root / "shards"
+
+    def part(self, output: str, rank: int) -> Path:
+        return self.parts / output.replace("/", "__") / f"{rank:05d}.parquet"
+
+    def stats(self, rank: int) -> Path:
+        """Written last by a shard, atomically: its presence says the shard finished."""
+        return self.parts / "_stats" / f"{rank:05d}.json"
+
+    def open(self, identity: str, tasks: int) -> dict | None:
+        """Make the folder ready for a step of this identity; return its stats if it is already done.
+
+        Work of another identity, or a finished step whose outputs changed or vanished, is removed
+        with its outputs; unfinished shards of the same identity and shard count are kept.
+        """
+        stage = self.stage
+        stage.work_dir = self.root
+        if self.root.exists() and self._read(self.identity_file) != identity:
+            self.reset("its config or what it reads changed" if self.identity_file.exists() else None)
+        elif self.done.exists():
+            done, problem = self._done_record()
+            if problem is None and done["identity"] == identity:
+                return done["stats"]
+            self.reset(problem)
+        elif self.root.exists() and self._read(self.shards_file) != str(tasks):
+            self.reset(None)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.identity_file.write_text(identity)
+        self.shards_file.write_text(str(tasks))
+        return None
+
+    def _done_record(self) -> tuple[dict, str | None]:
+        try:
+            done = json.loads(self.done.read_text())
+            outputs = done["outputs"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            return {}, f"{self.done} is unreadable ({type(e).__name__}: {e})"
+        for rel, sha in sorted(outputs.items()):
+            path = self.stage.out_dir / rel
+            if not path.is_file():
+                return done, f"output {path} is missing"
+            found = output_entry(self.stage.out_dir, rel).sha256
+            if found != sha:
+                return done, f"output {path} no longer has the bytes it was written with (sha256 {found[:16]}… vs {sha[:16]}…)"
+        return done, None
+
+    def finished_outputs(self) -> dict[str, str]:
+        """sha256 of every output of a done step, as recorded when it finished."""
+        return json.loads(self.done.read_text())["outputs"]
+
+    def reset(self, why: str | None) -> None:
+        """Remove this step's work and outputs (the step is redone)."""
+        if why:
+            note(f"step {self.stage.name}: {why}; redoing it")
+        shutil.rmtree(self.root, ignore_errors=True)
+        for rel in self.stage.outputs():
+            (self.stage.out_dir / rel).unlink(missing_ok=True)
+
+    def finish(self, stats: dict) -> None:
+        """Mark the step done: its identity, counters and the sha256 of every output."""
+        outputs = {rel: output_entry(self.stage.out_dir, rel).sha256 for rel in sorted(self.stage.outputs())}
+        write_json_atomic(self.done, {"identity": self.identity_file.read_text(), "stats": stats, "outputs": outputs})
+
+    @staticmethod
+    def _read(path: Path) -> str | None:
+        try:
+            return path.read_text()
+        except OSError:
+            return None
+
+
+@contextmanager
+def run_lock(out_dir: Path) -> Iterator[None]:
+    """Hold the run folder for this process: a second run into it stops at once, naming the holder."""
+    path = out_dir / "_work" / "lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RuntimeError(f"{out_dir} is in use by another sagecorpus run ({holder}); wait for it to finish") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
