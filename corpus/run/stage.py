@@ -291,7 +291,7 @@ def writers_of(relative: str) -> list[str]:
     names = []
     for name, cls in sorted(all_stages().items()):
         try:
-            if relative in cls().outputs():
+            if relative in cls(cls.config_class.model_construct()).outputs():  # defaults; required fields unset
                 names.append(cls.verb or name)
         except Exception:  # a stage whose default config cannot be built writes nothing by default
             continue

@@ -22,8 +22,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corpus.run.manifest import FileEntry, input_entry, output_entry
+from corpus.run.manifest import FileEntry, input_entry
 from corpus.run.stage import Stage
+from schemas import sha256_file
 
 
 def write_json_atomic(path: Path, data: object) -> None:
@@ -65,7 +66,7 @@ def hash_reads(stage: Stage, inputs: list[str], known: dict[str, str]) -> StepRe
             path = stage.out_dir / rel
             if not path.is_file():
                 raise FileNotFoundError(missing_read_message(stage, rel))
-            known[rel] = output_entry(stage.out_dir, rel).sha256
+            known[rel] = sha256_file(path)
         reads.run_files[rel] = known[rel]
     reads.inputs = [input_entry(p) for p in inputs]
     return reads
@@ -132,7 +133,7 @@ class StepDirs:
             path = self.stage.out_dir / rel
             if not path.is_file():
                 return done, f"output {path} is missing"
-            found = output_entry(self.stage.out_dir, rel).sha256
+            found = sha256_file(path)
             if found != sha:
                 return done, f"output {path} no longer has the bytes it was written with (sha256 {found[:16]}… vs {sha[:16]}…)"
         return done, None
@@ -151,7 +152,7 @@ class StepDirs:
 
     def finish(self, stats: dict) -> None:
         """Mark the step done: its identity, counters and the sha256 of every output."""
-        outputs = {rel: output_entry(self.stage.out_dir, rel).sha256 for rel in sorted(self.stage.outputs())}
+        outputs = {rel: sha256_file(self.stage.out_dir / rel) for rel in sorted(self.stage.outputs())}
         write_json_atomic(self.done, {"identity": self.identity_file.read_text(), "stats": stats, "outputs": outputs})
 
     @staticmethod
