@@ -60,6 +60,12 @@ class Extract(Stage):
     def gpus_per_task(self) -> int:  # one GPU per task when Nougat runs on CUDA
         return 1 if self.config.ocr_model and str(self.config.nougat.get("device", "cpu")).startswith("cuda") else 0
 
+    def requirements(self) -> dict[str, str]:
+        """Nougat needs the ``ocr`` extra when a model is configured."""
+        if not self.config.ocr_model:
+            return {}
+        return {"torch": "ocr", "transformers": "ocr", "PIL": "ocr", "Levenshtein": "ocr"}
+
     def nougat_config(self) -> NougatConfig | None:
         return NougatConfig(model_dir=self.config.ocr_model, **self.config.nougat) if self.config.ocr_model else None
 

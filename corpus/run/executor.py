@@ -274,6 +274,10 @@ def _datatrove_executor(config: ExecutorConfig, pipeline: list, tasks: int, logs
         executor.gpu_slots = slots if workers > 1 else []
         return executor
     if config.kind == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ImportError("executor kind 'ray' needs ray: pip install 'sagecorpus[ray]'")
         from datatrove.executor import RayPipelineExecutor
 
         return RayPipelineExecutor(
