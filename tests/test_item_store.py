@@ -111,10 +111,9 @@ def test_a_rebuild_replays_the_original_store_copies_it_and_refuses_missing_item
     assert store.root == store_dir(tmp_path / "run", "asker")
     replay = open_store(_Bound(tmp_path / "rebuilt", tmp_path / "run"), replay_only=True)
     assert replay.replaying and replay.replay_only
-    assert replay.to_compute([request_key(q=1)]) == []
-    assert replay.get(request_key(q=1)) == "one"
+    assert replay.lookup([request_key(q=1)]) == ({request_key(q=1): "one"}, [])
     with pytest.raises(ReplayMiss, match=r"1 question\(s\) not in the stored outputs .*run/_store/asker"):
-        replay.to_compute([request_key(q=1), request_key(q=2)], what="question")
+        replay.lookup([request_key(q=1), request_key(q=2)], what="question")
     replay.close()
     # what the rebuild replayed is in its own store: the rebuilt folder can itself be rebuilt
     assert ItemStore(store_dir(tmp_path / "rebuilt", "asker")).get(request_key(q=1)) == "one"

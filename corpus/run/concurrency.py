@@ -45,16 +45,12 @@ async def map_stored(
     if max_in_flight < 1:
         raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
     keys = [key(item) for item in items]
-    outcomes: dict[str, Outcome] = {}
-    for k in keys:  # read first: an unreadable stored value leaves the store and is computed again
-        if k in store and k not in outcomes:
-            value = store.get(k, _UNREADABLE)
-            if value is not _UNREADABLE:
-                outcomes[k] = Outcome(value=value, stored=True)
+    stored, missing = store.lookup(keys, what)
+    outcomes = {k: Outcome(value=v, stored=True) for k, v in stored.items()}
     first = {}
     for k, item in zip(keys, items):
         first.setdefault(k, item)
-    jobs = iter([(k, first[k]) for k in store.to_compute(keys, what)])
+    jobs = iter([(k, first[k]) for k in missing])
 
     async def worker() -> None:
         for k, item in jobs:  # one shared iterator: each job is taken by exactly one worker
@@ -68,5 +64,3 @@ async def map_stored(
     await asyncio.gather(*(worker() for _ in range(max_in_flight)))
     return [outcomes[k] for k in keys]
 
-
-_UNREADABLE = object()

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 STORE_DIR = "_store"
 SEGMENT_SUFFIX = ".seg"
 _KEY = re.compile(rb"[0-9a-f]{64}")
+_MISSING = object()
 
 
 def canonical_json(value: Any) -> str:
@@ -69,7 +70,7 @@ class ItemStore:
 
     ``read_from``: more store folders to read (never written), after ``root``: in a rebuild, the
     original run's store. A value found only there is copied into ``root`` when it is read.
-    ``replay_only``: :meth:`to_compute` raises :class:`ReplayMiss` instead of returning missing keys.
+    ``replay_only``: :meth:`lookup` raises :class:`ReplayMiss` instead of returning missing keys.
     Not thread-safe: use one store per thread (an asyncio loop is one thread).
     """
 
@@ -124,20 +125,30 @@ class ItemStore:
             self.put(key, value)  # the rebuilt run keeps what it replayed
         return value
 
-    def to_compute(self, keys: Iterable[str], what: str = "item") -> list[str]:
-        """The keys (first occurrence order, once each) that are not stored and must be computed.
+    def lookup(self, keys: Iterable[str], what: str = "item") -> tuple[dict[str, Any], list[str]]:
+        """``(stored, missing)``: the readable stored values of ``keys`` by key, and the other keys
+        (first occurrence order, once each), which must be computed.
 
         Raises :class:`ReplayMiss` naming the store folders when the store is replay-only and any is missing.
         """
-        missing = list(dict.fromkeys(k for k in keys if k not in self._index))
+        stored: dict[str, Any] = {}
+        missing: dict[str, None] = {}
+        for k in keys:
+            if k in stored or k in missing:
+                continue
+            value = self.get(k, _MISSING)
+            if value is _MISSING:
+                missing[k] = None
+            else:
+                stored[k] = value
         if missing and self.replay_only:
             folders = ", ".join(str(p) for p in [self.root, *self.read_from])
             raise ReplayMiss(
                 f"replay only: {len(missing)} {what}(s) not in the stored outputs ({folders}), e.g. request "
-                f"{missing[0]}; the original run did not finish them or its {STORE_DIR}/ folder is gone, "
+                f"{next(iter(missing))}; the original run did not finish them or its {STORE_DIR}/ folder is gone, "
                 "so they would need a model call"
             )
-        return missing
+        return stored, list(missing)
 
     def put(self, key: str, value: Any) -> Any:
         """Append ``value`` under ``key`` to this store's segment now (one write); returns the value as
@@ -148,8 +159,8 @@ class ItemStore:
             raise ValueError(f"{key!r}: a store key is a sha256 hex digest (use request_key)")
         text = canonical_json(value)
         if key in self._index and key not in self._replayed:
-            stored = self.get(key, self)
-            if stored is not self:
+            stored = self.get(key, _MISSING)
+            if stored is not _MISSING:
                 return stored
         if self._fd is None:
             self._open_segment()
