@@ -167,8 +167,12 @@ class ItemStore:
         start = os.lseek(self._fd, 0, os.SEEK_END)
         data = f"{key}\t{text}\n".encode()
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError:  # e.g. disk full: the record may be torn, so later records go to a new segment
+            self.close()
+            raise
         self._index[key] = (self.segment, start + 65, len(data) - 66)
         self._replayed.discard(key)
         if time.monotonic() - self._synced_at >= self.sync_seconds:
