@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from corpus.extract import nougat as nougat_module  # noqa: E402
 from corpus.extract.nougat import build_tiny_nougat  # noqa: E402
 from corpus.extract.render import rasterize_pages  # noqa: E402
 from corpus.run.executor import ExecutorConfig  # noqa: E402
+from corpus.run.item_store import ReplayMiss  # noqa: E402
 from corpus.run.recipe import Recipe, Step, rebuild, run_recipe  # noqa: E402
 from schemas import DOCUMENT, OCR_PAGE, read_polars  # noqa: E402
 
@@ -73,6 +75,37 @@ def test_rebuild_replays_stored_pages_without_loading_the_model(pdfs, tiny_model
     assert diffs == []
     assert manifest.stats["01-extract"]["pages.replayed"] == 2
     assert {e.path: e.sha256 for e in manifest.outputs} == {e.path: e.sha256 for e in original.outputs}
+    # the rebuilt folder keeps the pages it replayed, so it can be rebuilt in turn
+    assert rebuild(tmp_path / "again" / "manifest.json", tmp_path / "third")[1] == []
+    # without the original's stored pages, a rebuild says so instead of running the model
+    shutil.rmtree(tmp_path / "out" / "_store")
+    with pytest.raises(ReplayMiss, match=r"replay only: 2 OCR page\(s\) not in the stored outputs .*out/_store/extract"):
+        rebuild(tmp_path / "out" / "manifest.json", tmp_path / "fourth")
+
+
+def test_a_killed_ocr_run_does_not_redo_the_pages_it_stored(pdfs, tiny_model, tmp_path, monkeypatch):
+    ocr_pages = nougat_module.NougatOCR.ocr_pages
+    asked = []
+
+    def killed_after_one_page(self, requests):
+        for result in ocr_pages(self, requests):
+            yield result
+            raise KeyboardInterrupt("killed after the first page")
+
+    def counted(self, requests):
+        requests = list(requests)
+        asked.extend(r.page_index + 1 for r in requests)
+        return ocr_pages(self, requests)
+
+    monkeypatch.setattr(nougat_module.NougatOCR, "ocr_pages", killed_after_one_page)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe(pdfs, tiny_model), tmp_path / "out")
+    monkeypatch.setattr(nougat_module.NougatOCR, "ocr_pages", counted)
+    manifest = run_recipe(recipe(pdfs, tiny_model), tmp_path / "out")
+    assert asked == [4]  # page 2 was transcribed and stored before the kill
+    assert manifest.stats["01-extract"]["pages.model"] == 1 and manifest.stats["01-extract"]["pages.replayed"] == 1
+    fresh = run_recipe(recipe(pdfs, tiny_model), tmp_path / "fresh")
+    assert {e.path: e.sha256 for e in manifest.outputs} == {e.path: e.sha256 for e in fresh.outputs}
 
 
 def test_without_a_model_routed_pages_are_recorded_not_lost(pdfs, tmp_path):

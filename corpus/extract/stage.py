@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from corpus.extract.document import ExtractedDocument, ExtractOptions, extract_paper
 from corpus.extract.latex import LatexConfig
 from corpus.extract.nougat import NougatConfig
-from corpus.extract.ocr import OcrRunner
+from corpus.extract.ocr import OcrRunner, model_record
 from corpus.extract.pdf import PdfExtractConfig
 from corpus.ingest.archives import ArchiveLimits
 from corpus.run.stage import Stage, StageConfig, path_field, register_stage
@@ -69,13 +69,8 @@ class Extract(Stage):
     def nougat_config(self) -> NougatConfig | None:
         return NougatConfig(model_dir=self.config.ocr_model, **self.config.nougat) if self.config.ocr_model else None
 
-    def ocr_runner(self) -> OcrRunner:
-        replay = [self.replay_dir / "ocr_pages.parquet"] if self.replay_dir else []
-        return OcrRunner(self.nougat_config(), replay, self.config.storage_options)
-
     def models(self) -> list[dict]:
-        # no replay cache needed to describe the model
-        return [OcrRunner(self.nougat_config()).model_record()] if self.config.ocr_model else []
+        return [model_record(self.nougat_config())] if self.config.ocr_model else []
 
     def input_files(self) -> list[str]:
         return [] if self.config.papers.startswith("{out}") else [self.config.papers]
@@ -89,17 +84,22 @@ class Extract(Stage):
         return list(iter_rows(self.path(self.config.papers), PAPER, columns=PAPER_COLUMNS))
 
     def process(self, items: list[dict]) -> Iterator[tuple[str, list[dict]]]:
-        options, runner = self.options(), self.ocr_runner()
-        for start in range(0, len(items), self.config.ocr_window):
-            window = items[start:start + self.config.ocr_window]
-            docs = [(p["paper_id"], self._extract(p, options)) for p in window]
-            ocr_rows, ocr_stats = runner.apply(docs)  # batches the routed pages of the whole window
-            if self.config.ocr_model:
-                yield "ocr_pages.parquet", ocr_rows
-            for name, value in ocr_stats.items():
-                self.stat_update(name, value=value)
-            for paper, (_, doc) in zip(window, docs):
-                yield from self._rows(paper, doc)
+        """Extract the shard's papers window by window; the routed pages of a window are OCRed together,
+        each page kept in the stage's store (``{out}/_store/extract``) as it is done. A rebuild only
+        replays the original run's pages: one it did not store stops the run (``ReplayMiss``)."""
+        options = self.options()
+        with self.store(replay_only=True) as store:
+            runner = OcrRunner(self.nougat_config(), store, self.config.storage_options)
+            for start in range(0, len(items), self.config.ocr_window):
+                window = items[start:start + self.config.ocr_window]
+                docs = [(p["paper_id"], self._extract(p, options)) for p in window]
+                ocr_rows, ocr_stats = runner.apply(docs)  # batches the routed pages of the whole window
+                if self.config.ocr_model:
+                    yield "ocr_pages.parquet", ocr_rows
+                for name, value in ocr_stats.items():
+                    self.stat_update(name, value=value)
+                for paper, (_, doc) in zip(window, docs):
+                    yield from self._rows(paper, doc)
 
     @staticmethod
     def _extract(paper: dict, options: ExtractOptions) -> ExtractedDocument:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -201,6 +201,12 @@ class Stage(ABC):
         counters for the run's stats."""
 
     # -- helpers -------------------------------------------------------------------------------
+    def store(self, replay_only: bool = False):
+        """This stage's durable per-item store (``{out}/_store/<name>``; see :mod:`corpus.run.item_store`)."""
+        from corpus.run.item_store import open_store
+
+        return open_store(self, replay_only)
+
     def stat_update(self, *names: str, value: int | float = 1) -> None:
         """Add ``value`` to each named counter of this shard (summed over shards into the run's stats)."""
         for name in names:
@@ -227,6 +233,16 @@ class Stage(ABC):
 
     def __repr__(self) -> str:  # what logs and datatrove's executor.json show: never a secret
         return f"{type(self).__name__}({json.dumps(redact(self.config_dict()), sort_keys=True)})"
+
+
+_PER_PROCESS: dict[str, Any] = {}
+
+
+def per_process(key: str, factory: Callable[[], Any]) -> Any:
+    """An object built once per worker process (a model) and reused by every shard that process runs."""
+    if key not in _PER_PROCESS:
+        _PER_PROCESS[key] = factory()
+    return _PER_PROCESS[key]
 
 
 STAGES: dict[str, type[Stage]] = {}
