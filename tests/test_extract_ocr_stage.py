@@ -124,3 +124,22 @@ def test_policy_never_and_always(pdfs, tiny_model, tmp_path):
     assert always.stats["01-extract"]["pages.routed"] == 22
     detail = [json.loads(d) for d in read_polars(tmp_path / "always" / "decisions/extract.parquet", __import__("schemas").DECISION)["detail"]]
     assert sorted(len(d["pages_routed_to_ocr"]) for d in detail) == [10, 12]
+
+
+def test_the_model_loads_once_per_worker_process_not_once_per_shard(pdfs, tiny_model, tmp_path, monkeypatch):
+    import corpus.extract.ocr as ocr_module
+    import corpus.run.stage as stage_module
+
+    monkeypatch.setattr(stage_module, "_PER_PROCESS", {})
+    loads = []
+    real = ocr_module.NougatOCR
+
+    def counting(config):
+        loads.append(config.model_dir)
+        return real(config)
+
+    monkeypatch.setattr(ocr_module, "NougatOCR", counting)
+    run_recipe(recipe(pdfs, tiny_model, policy="always"), tmp_path / "out")  # 2 shards, each with routed pages
+    ocr = read_polars(tmp_path / "out" / "ocr_pages.parquet", OCR_PAGE)
+    assert ocr["paper_id"].n_unique() == 2
+    assert loads == [str(tiny_model)]
