@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-import corpus.extract.latex as latex_mod
+from corpus.extract.latex.converter import Converter
 from corpus.extract.latex import LatexConfig, LatexError, convert_source, latex_to_text, parse_bbl, parse_bib
 
 
@@ -390,7 +390,7 @@ def test_converter_bug_surfaces_as_latex_error(monkeypatch):
     def boom(self, s, end, out):
         raise IndexError("list index out of range")
 
-    monkeypatch.setattr(latex_mod._Converter, "cmd_item", boom)
+    monkeypatch.setattr(Converter, "cmd_item", boom)
     with pytest.raises(LatexError) as info:
         body("\\begin{itemize}\\item x\\end{itemize}", path="paper/ms.tex")
     assert info.value.reason == "converter_error"
