@@ -403,6 +403,14 @@ def test_unbalanced_source_still_converts():
     assert "Text with unclosed group and more" in out
 
 
+def test_unbalanced_brace_in_an_argument_does_not_swallow_the_rest_of_the_paper():
+    """A never-closed ``{`` opens no group (scanner module doc): the dropped command's argument is
+    empty and every later paragraph and section is still converted."""
+    out = body("Before \\label{eq:oops and the sentence goes on.\n\n\\section{Later}\nLater text.")
+    assert "and the sentence goes on." in out
+    assert "# Later" in out and "Later text." in out
+
+
 def test_unresolved_input_in_a_string_leaves_no_file_name():
     assert body("Before \\input{sections/intro} after.") == "Before after.\n"
 

@@ -320,9 +320,8 @@ class Converter:
     def accent(self, s: str, name: str, end: int, out: list[str]) -> int:
         j = skip_ws(s, end, newlines=False) if name.isalpha() else end
         if j < len(s) and s[j] == "{":
-            g = read_group(s, j)
-            assert g is not None
-            base, j = g[0].strip(), g[1]
+            base, j = read_arg(s, j)
+            base = base.strip()
         elif j < len(s) and s[j] == "\\":
             base, j = s[j:read_cs(s, j)[1]], read_cs(s, j)[1]
         elif j < len(s):

@@ -143,7 +143,8 @@ class Expander:
         j = skip_ws(s, i)
         if j < len(s) and s[j] == "{":
             g = read_group(s, j)
-            assert g is not None
+            if g is None:  # an unbalanced brace: no name
+                return None, j + 1
             inner = g[0].strip()
             m = re.fullmatch(r"\\([A-Za-z@]+|.)", inner)
             return (m.group(1) if m else None), g[1]

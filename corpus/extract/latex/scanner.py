@@ -1,7 +1,15 @@
 """Reading TeX text at the character level: comments, braces, command names and arguments.
 
-Every other module of the package reads TeX through these functions, so they all agree on what a
-group, an optional argument or a comment is.
+Every other module of the package (the source reader, the macro expander, the converter, the
+bibliography parsers) reads TeX through these functions, so they all agree on what a group, an
+optional argument or a comment is.
+
+**An unbalanced ``{`` opens no group.** ``read_group`` returns None for it, exactly as when no
+``{`` is there at all, and ``read_arg`` reads the stray brace as an empty argument and goes on just
+after it: the text that follows is read as ordinary text. So one stray brace (a typo TeX itself would
+stop on, or a brace our reader miscounts) costs at most a command's argument, never the rest of the
+paper -- taking "everything to the end" as the argument would let ``\\label{`` or ``\\author{``
+swallow every later section. An ``\\input{`` without its ``}`` is not an input.
 """
 
 from __future__ import annotations
@@ -111,13 +119,17 @@ def read_cs(s: str, i: int) -> tuple[str, int]:
 
 
 def read_group(s: str, i: int, newlines: bool = True) -> tuple[str, int] | None:
-    """After blanks, a balanced ``{...}`` group: (inside, end), or None when none starts there."""
+    """After blanks (and newlines unless ``newlines=False``), a balanced ``{...}`` group.
+
+    Returns (inside, index after the ``}``), or None when no ``{`` starts there or when that ``{``
+    is never closed (see the module doc: an unbalanced ``{`` opens no group).
+    """
     j = skip_ws(s, i, newlines)
     if j >= len(s) or s[j] != "{":
         return None
     end = match_brace(s, j)
     if end == -1:
-        return s[j + 1 :], len(s)  # unbalanced: take the rest rather than fail
+        return None
     return s[j + 1 : end - 1], end
 
 
@@ -151,14 +163,15 @@ def read_optional(s: str, i: int) -> tuple[str, int] | None:
 
 
 def read_arg(s: str, i: int) -> tuple[str, int]:
-    """One mandatory argument: a group's inside, or the next single token; ("", i) if none."""
+    """One mandatory argument: a group's inside, or the next single token; ("", i) if none.
+
+    An unbalanced ``{`` gives an empty argument ending just after that brace.
+    """
     j = skip_ws(s, i)
     if j >= len(s):
         return "", j
     if s[j] == "{":
-        g = read_group(s, j)
-        assert g is not None
-        return g
+        return read_group(s, j) or ("", j + 1)
     if s[j] == "\\":
         _, end = read_cs(s, j)
         return s[j:end], end

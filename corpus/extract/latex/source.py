@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpus.extract.latex.errors import LatexError
-from corpus.extract.latex.scanner import match_brace, strip_comments
+from corpus.extract.latex.scanner import read_group, strip_comments
 
 TEX_SUFFIXES = (".tex", ".ltx", ".latex")
 CONVENTIONAL_MAIN_NAMES = ("ms", "main", "paper", "manuscript", "article", "draft")
@@ -100,30 +100,19 @@ _INPUT_RE = re.compile(
 )
 
 
-def _read_group(text: str, i: int) -> tuple[str, int] | None:
-    """At text[i] (after blanks) read a balanced ``{...}`` group; return (inside, end) or None."""
-    n = len(text)
-    while i < n and text[i] in " \t\n":
-        i += 1
-    if i >= n or text[i] != "{":
-        return None
-    end = match_brace(text, i)
-    return (text[i + 1 : end - 1], end) if end != -1 else None
-
-
 def _parse_input(text: str, m: re.Match) -> tuple[str, str, str, int] | None:
     """Parse the arguments of an input command at match m: (cmd, dir, name, end) or None."""
     cmd = m.group("cmd")
     i = m.end()
     if cmd in ("import", "subimport", "inputfrom", "subinputfrom"):
-        first = _read_group(text, i)
+        first = read_group(text, i)
         if first is None:
             return None
-        second = _read_group(text, first[1])
+        second = read_group(text, first[1])
         if second is None:
             return None
         return cmd, first[0].strip(), second[0].strip(), second[1]
-    group = _read_group(text, i)
+    group = read_group(text, i)
     if group is not None:
         return cmd, "", group[0].strip(), group[1]
     if cmd != "input":
