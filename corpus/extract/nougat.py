@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from corpus.extract.render import PrefetchRenderer, RenderError
-from corpus.extract.repetition import clean_repetitions, is_looping
+from corpus.repetition import clean_repetitions, is_looping
 
 __all__ = [
     "NOUGAT_LICENSE",

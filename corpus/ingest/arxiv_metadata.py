@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import fsspec
 
-from corpus.ingest.arxiv_ids import parse_arxiv_id, version_number
+from corpus.arxiv_ids import parse_arxiv_id, version_number
 
 DEFAULT_CATEGORIES = ("astro-ph*", "gr-qc")
 

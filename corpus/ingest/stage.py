@@ -19,8 +19,8 @@ from typing import Any, Literal
 import fsspec
 from pydantic import Field
 
+from corpus.arxiv_ids import content_id
 from corpus.ingest.archives import HEAD_BYTES, sniff_source_kind
-from corpus.ingest.arxiv_ids import content_id
 from corpus.ingest.arxiv_metadata import MetadataError, MetadataFilter, MetadataRecord, MetadataStats, read_metadata
 from corpus.ingest.sources import (
     SourceError,
