@@ -37,6 +37,7 @@ import numpy as np
 
 from corpus.extract.render import PrefetchRenderer, RenderError
 from corpus.repetition import clean_repetitions, is_looping
+from schemas import sha256_file
 
 __all__ = [
     "NOUGAT_LICENSE",
@@ -383,11 +384,7 @@ def model_fingerprint(model_dir: str | Path, model_id: str | None = None) -> dic
         raise NougatModelError(f"{folder}: no *.safetensors or *.bin weight files")
     per_file = {}
     for f in files:
-        h = hashlib.sha256()
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        per_file[f.name] = h.hexdigest()
+        per_file[f.name] = sha256_file(f)
     combined = hashlib.sha256("".join(f"{n}:{d}\n" for n, d in per_file.items()).encode()).hexdigest()
 
     if model_id is None:

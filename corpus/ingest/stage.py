@@ -9,7 +9,6 @@ unreadable metadata line or chunk, leaves a ``Decision`` row saying why.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from corpus.ingest.sources import (
 )
 from corpus.run.progress import progress
 from corpus.run.stage import Stage, StageConfig, path_field, register_stage
-from schemas import PAPER
+from schemas import PAPER, sha256_file
 
 
 class IngestConfig(StageConfig):
@@ -77,14 +76,16 @@ class DecisionItem:
 
 
 def hash_and_head(url: str, storage_options: dict | None = None) -> tuple[str, bytes]:
-    """sha256 of a file (local, fsspec URL or tar member) and its first bytes, in one read."""
-    h, head = hashlib.sha256(), b""
+    """sha256 of a file (local, fsspec URL or tar member) and its first ``HEAD_BYTES``, in one read."""
+    head = bytearray()
+
+    def keep_head(block: bytes) -> None:
+        if len(head) < HEAD_BYTES:
+            head.extend(block[: HEAD_BYTES - len(head)])
+
     with fsspec.open(url, "rb", **storage_options_for(url, storage_options)) as f:
-        while block := f.read(1 << 20):
-            if len(head) < HEAD_BYTES:
-                head += block[: HEAD_BYTES - len(head)]
-            h.update(block)
-    return h.hexdigest(), head
+        digest = sha256_file(f, on_block=keep_head)
+    return digest, bytes(head)
 
 
 def pdf_title(url: str, storage_options: dict | None = None) -> tuple[str | None, str]:
