@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -183,7 +183,3 @@ def heuristic_check(text: str, config: HeuristicConfig = HeuristicConfig()) -> t
     if c.max_duplicate_line_fraction is not None and s["duplicate_line_fraction"] > c.max_duplicate_line_fraction:
         return False, "duplicate_lines", rounded
     return True, None, rounded
-
-
-def config_dict(config) -> dict:
-    return asdict(config)

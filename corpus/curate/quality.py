@@ -47,14 +47,6 @@ class QualityParams:
     max_words: int = field(default=4000, metadata={"help": "words of each text used (from its start)"})
 
 
-@dataclass(frozen=True)
-class QualityConfig:
-    """Scoring: keep a paper whose positive-label probability is at least ``threshold``."""
-
-    model_path: str = field(default="", metadata={"help": "the trained model (.bin, with its .manifest.json)"})
-    threshold: float = field(default=0.5, metadata={"help": "minimum probability of the positive label"})
-
-
 def _line(text: str, max_words: int) -> str:
     ws = T.words(text)[:max_words]
     return b" ".join(ws).decode("utf-8", "replace")

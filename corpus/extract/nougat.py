@@ -212,11 +212,6 @@ class NougatOCR:
         finally:
             renderer.close()
 
-    def ocr_images(self, images: list[np.ndarray], keys: list[Any] | None = None) -> list[PageOCRResult]:
-        """Transcribe already-rendered RGB page images (one batch, halved on out-of-memory)."""
-        keys = list(range(len(images))) if keys is None else keys
-        return self._run([(k, img) for k, img in zip(keys, images)])
-
     def _flush(self, pending: list[tuple[PageRequest, np.ndarray | RenderError]]) -> list[PageOCRResult]:
         rendered = [(req.key, img) for req, img in pending if not isinstance(img, RenderError)]
         model_results = iter(self._run(rendered)) if rendered else iter(())
