@@ -51,7 +51,11 @@ class IngestConfig(StageConfig):
         "keep", description="files with no matching metadata row: keep as papers named by content hash, or drop (recorded)")
     require_files: bool = Field(True, description="drop (recorded) metadata rows that have no PDF or source file")
     download_dir: str = path_field("{out}/_downloads", "where fetched bulk chunks are kept (reused on rerun)")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (credentials are never recorded)")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description=(
+        "fsspec options (credentials, anon, endpoint...) passed to every open and listing of a remote path "
+        "this step reads: metadata, input folders, bulk manifests and chunks, paper files (s3://arxiv/ also "
+        "gets requester_pays=True unless set here); recorded in the manifest only with every value "
+        "replaced by <redacted>"))
 
 
 @dataclass
