@@ -7,8 +7,8 @@ import tarfile
 
 import pytest
 
-from corpus.extract.latex.converter import Converter
 from corpus.extract.latex import LatexConfig, LatexError, convert_source, latex_to_text, parse_bbl, parse_bib
+from corpus.extract.latex.converter import Converter
 
 
 def body(tex: str, config: LatexConfig | None = None, **kw) -> str:
