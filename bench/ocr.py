@@ -29,11 +29,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the tiny Nougat builder is a test helper, not library code
 
-from corpus.extract.nougat import NougatConfig, NougatOCR, PageRequest, build_tiny_nougat  # noqa: E402
+from corpus.extract.nougat import NougatConfig, NougatOCR, PageRequest  # noqa: E402
 from corpus.extract.pdf import extract_pdf  # noqa: E402
 from corpus.extract.render import page_count, rasterize_pages  # noqa: E402
 from corpus.extract.routing import document_pages, merge_pages, route_pages, routing_stats  # noqa: E402
+from tiny_nougat import build_tiny_nougat  # noqa: E402
 
 NAME = "ocr"
 

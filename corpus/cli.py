@@ -208,9 +208,10 @@ def cmd_text(args: argparse.Namespace) -> int:
         return 1
     sys.stdout.write(doc.text.rstrip("\n") + "\n")
     print(f"# {path}: {doc.extractor} ({doc.reason}), {len(doc.text)} characters", file=sys.stderr)
+    routed = {route.page: route.reason for route in doc.routes if route.use_ocr}  # pages routed to Nougat
     for page in doc.pages:
         flags = ",".join(page["flags"]) or "-"
-        ocr = f"  NEEDS OCR: {page['reason']}" if page["reason"] else ""
+        ocr = f"  NEEDS OCR: {routed[page['page']]}" if page["page"] in routed else ""
         print(f"#   page {page['page']:>3}: {page['extractor']}, {page['chars']} chars, garbled {page['garbled']:.2f}, flags {flags}{ocr}", file=sys.stderr)
     if doc.latex_files:
         print(f"#   latex files: {', '.join(doc.latex_files)}", file=sys.stderr)

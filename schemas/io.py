@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -225,10 +225,25 @@ def table_of(path: str | os.PathLike) -> Table | None:
     return ALL_TABLES.get(meta.get(NAME_KEY, b"").decode())
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def sha256_file(
+    file: str | os.PathLike | BinaryIO,
+    chunk: int = 1 << 20,
+    on_block: Callable[[bytes], object] | None = None,
+) -> str:
+    """Hex sha256 of a file's bytes, read in ``chunk``-byte blocks (1 MiB), never whole in memory.
+
+    ``file`` is a local path (opened and closed here) or an open binary file object (any fsspec
+    file, a tar member...), read from its current position to its end and left open.
+    ``on_block``, when given, is called with each block as it is read, in order (a caller that
+    also needs the first bytes keeps them there, so the file is read once).
+    """
+    if isinstance(file, (str, os.PathLike)):
+        with open(file, "rb") as f:
+            return sha256_file(f, chunk, on_block)
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    while block := file.read(chunk):
+        h.update(block)
+        if on_block is not None:
+            on_block(block)
     return h.hexdigest()
 

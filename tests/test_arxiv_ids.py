@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from corpus.ingest.arxiv_ids import (
+from corpus.arxiv_ids import (
     content_id,
     id_or_content_id,
     is_content_id,

@@ -7,8 +7,8 @@ import tarfile
 
 import pytest
 
-import corpus.extract.latex as latex_mod
 from corpus.extract.latex import LatexConfig, LatexError, convert_source, latex_to_text, parse_bbl, parse_bib
+from corpus.extract.latex.converter import Converter
 
 
 def body(tex: str, config: LatexConfig | None = None, **kw) -> str:
@@ -390,7 +390,7 @@ def test_converter_bug_surfaces_as_latex_error(monkeypatch):
     def boom(self, s, end, out):
         raise IndexError("list index out of range")
 
-    monkeypatch.setattr(latex_mod._Converter, "cmd_item", boom)
+    monkeypatch.setattr(Converter, "cmd_item", boom)
     with pytest.raises(LatexError) as info:
         body("\\begin{itemize}\\item x\\end{itemize}", path="paper/ms.tex")
     assert info.value.reason == "converter_error"
@@ -401,6 +401,14 @@ def test_converter_bug_surfaces_as_latex_error(monkeypatch):
 def test_unbalanced_source_still_converts():
     out = body("Text with {unclosed group and \\emph{more\n\nNext $x paragraph.")
     assert "Text with unclosed group and more" in out
+
+
+def test_unbalanced_brace_in_an_argument_does_not_swallow_the_rest_of_the_paper():
+    """A never-closed ``{`` opens no group (scanner module doc): the dropped command's argument is
+    empty and every later paragraph and section is still converted."""
+    out = body("Before \\label{eq:oops and the sentence goes on.\n\n\\section{Later}\nLater text.")
+    assert "and the sentence goes on." in out
+    assert "# Later" in out and "Later text." in out
 
 
 def test_unresolved_input_in_a_string_leaves_no_file_name():

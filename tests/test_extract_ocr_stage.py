@@ -11,12 +11,12 @@ import pytest
 pytest.importorskip("transformers")
 
 from corpus.extract import nougat as nougat_module  # noqa: E402
-from corpus.extract.nougat import build_tiny_nougat  # noqa: E402
 from corpus.extract.render import rasterize_pages  # noqa: E402
 from corpus.run.executor import ExecutorConfig  # noqa: E402
 from corpus.run.item_store import ReplayMiss  # noqa: E402
 from corpus.run.recipe import Recipe, Step, rebuild, run_recipe  # noqa: E402
 from schemas import DOCUMENT, OCR_PAGE, read_polars  # noqa: E402
+from tiny_nougat import build_tiny_nougat  # noqa: E402
 
 SCRIPT = "The nebula recedes at 630 km/s, $v = H_0 d$."
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus.ingest.latex_source import (
+from corpus.extract.latex import (
     LatexError,
     decode_tex,
     find_main_file,

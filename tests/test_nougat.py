@@ -20,11 +20,11 @@ from corpus.extract.nougat import (
     NougatModelError,
     NougatOCR,
     PageRequest,
-    build_tiny_nougat,
     model_fingerprint,
 )
 from corpus.extract.render import PrefetchRenderer, RenderError, rasterize_pages, render_page, render_scale
 from corpus.extract.routing import document_extractor, document_pages, merge_pages, route_pages
+from tiny_nougat import build_tiny_nougat
 
 SCRIPT = "The flux density of the source is 12 mJy."
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from corpus.extract.repetition import (
+from corpus.repetition import (
     clean_repetitions,
     collapse_quad_runs,
     collapse_repeated_chars,

@@ -126,3 +126,19 @@ def test_files_load_in_polars_pyarrow_and_datasets_with_same_types(tmp_path):
         assert logical(ds.data.table.schema.field(name).type) == logical(arrow.schema.field(name).type), name
     assert ds.features["text"].dtype == "large_string"
     assert read_polars(path, DOCUMENT)["paper_id"].to_list() == [f"p{i}" for i in range(5)]
+
+
+def test_sha256_file_hashes_a_path_or_an_open_file_in_blocks(tmp_path):
+    import hashlib
+    import io
+
+    data = bytes(range(256)) * 10_000  # 2.56 MB: three 1 MiB blocks
+    (tmp_path / "f.bin").write_bytes(data)
+    want = hashlib.sha256(data).hexdigest()
+    assert sha256_file(tmp_path / "f.bin") == want
+    stream = io.BytesIO(b"skipped" + data)
+    stream.read(7)
+    blocks: list[bytes] = []
+    assert sha256_file(stream, on_block=blocks.append) == want  # from the current position
+    assert [len(b) for b in blocks] == [1 << 20, 1 << 20, len(data) - (2 << 20)]
+    assert b"".join(blocks) == data and not stream.closed

@@ -114,6 +114,15 @@ def test_text_command_prints_text_and_provenance(fixtures, capsys):
     assert "latex (latex_source)" in capsys.readouterr().err
 
 
+def test_text_command_says_needs_ocr_only_for_pages_routed_to_ocr(fixtures, capsys):
+    assert main(["text", str(fixtures / "pdf" / "mnras_latex_guide_v3.pdf")]) == 0  # born digital
+    err = capsys.readouterr().err
+    assert "page   1: pymupdf" in err and "NEEDS OCR" not in err
+    assert main(["text", str(fixtures / "pdf" / "hubble1929_pnas_scanned.pdf")]) == 0  # a 1929 scan
+    pages = [line for line in capsys.readouterr().err.splitlines() if line.startswith("#   page")]
+    assert pages and all(line.endswith("NEEDS OCR: scanned_ocr_layer") for line in pages)
+
+
 def test_text_command_refuses_with_one_line(tmp_path, capsys):
     junk = tmp_path / "x.bin"
     junk.write_bytes(bytes(range(256)) * 4)

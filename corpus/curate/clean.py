@@ -3,7 +3,7 @@ removal of reference lists and acknowledgements, and the OCR repetition rules.
 
 Math is kept: the Unicode step uses NFC by default (NFKC would turn ``x²`` into ``x2``) and only
 undoes typographic artefacts (ligatures, soft hyphens, zero-width and non-breaking spaces); the
-repetition rules are :func:`corpus.extract.repetition.clean_repetitions`, the same code the OCR stage
+repetition rules are :func:`corpus.repetition.clean_repetitions`, the same code the OCR stage
 uses, written to leave math spans balanced.
 
 ``clean_text(text, config) -> (text, changes)``: ``changes`` names every rule that changed something
@@ -16,7 +16,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from corpus.extract.repetition import clean_repetitions
+from corpus.repetition import clean_repetitions
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class CleanConfig:
     whitespace: bool = field(default=True, metadata={"help": "collapse runs of spaces, strip line ends, at most one blank line"})
     dehyphenate: bool = field(default=True, metadata={"help": "join words split by a line-end hyphen"})
     repetitions: str = field(default="ocr", metadata={
-        "help": "OCR repetition rules (corpus.extract.repetition): 'always', 'never', or 'ocr' = unless the "
+        "help": "OCR repetition rules (corpus.repetition): 'always', 'never', or 'ocr' = unless the "
                 "extractor is known to be a text layer or LaTeX (they also collapse real table cells)"})
     remove_references: bool = field(default=False, metadata={"help": "cut the reference list (from its heading to the next section or the end)"})
     remove_acknowledgements: bool = field(default=False, metadata={"help": "cut the acknowledgements section"})

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus.arxiv_ids import normalise_id
 from corpus.curate import text as T
-from corpus.ingest.arxiv_ids import normalise_id
 
 OPTIONS = ("A", "B", "C", "D")
 

@@ -14,7 +14,7 @@ equations and whole papers. None of them is here. The heuristics are:
   over word hashes, Gopher-style but calibrated on papers), and the share of characters in exactly
   repeated lines. Optionally (``max_repetition``, off by default because it costs ~10x more) the
   share of characters the OCR repetition collapsers would remove
-  (:func:`corpus.extract.repetition.repetition_score`, shared with the OCR stage).
+  (:func:`corpus.repetition.repetition_score`, shared with the OCR stage).
 
 The defaults keep every clean fixture paper (PDF text layers, LaTeX sources and unarXive full texts);
 ``tests/test_filters.py`` checks that.
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -157,7 +157,7 @@ def heuristic_scores(text: str, with_repetition_score: bool = False) -> dict:
         "duplicate_line_fraction": dup_chars / line_chars if line_chars else 0.0,
     }
     if with_repetition_score:
-        from corpus.extract.repetition import repetition_score
+        from corpus.repetition import repetition_score
 
         scores["repetition"] = repetition_score(text) if n else 0.0
     return scores
@@ -183,7 +183,3 @@ def heuristic_check(text: str, config: HeuristicConfig = HeuristicConfig()) -> t
     if c.max_duplicate_line_fraction is not None and s["duplicate_line_fraction"] > c.max_duplicate_line_fraction:
         return False, "duplicate_lines", rounded
     return True, None, rounded
-
-
-def config_dict(config) -> dict:
-    return asdict(config)

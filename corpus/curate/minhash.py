@@ -23,7 +23,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -253,8 +253,3 @@ class SignatureStore:
         if not ids:
             raise SignatureStoreError(f"{self.root}: no signature shards")
         return ids, np.concatenate(lengths), np.concatenate(sigs, axis=0)
-
-
-def config_dict(config: DedupConfig) -> dict:
-    """The config as a plain dict (for manifests)."""
-    return asdict(config)

@@ -12,7 +12,6 @@ the same at training and scoring time. Training uses the ``fasttext`` module fro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -24,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 from corpus.curate import text as T
+from schemas import sha256_file
 
 POSITIVE, NEGATIVE = "__label__pos", "__label__neg"
 
@@ -47,25 +47,9 @@ class QualityParams:
     max_words: int = field(default=4000, metadata={"help": "words of each text used (from its start)"})
 
 
-@dataclass(frozen=True)
-class QualityConfig:
-    """Scoring: keep a paper whose positive-label probability is at least ``threshold``."""
-
-    model_path: str = field(default="", metadata={"help": "the trained model (.bin, with its .manifest.json)"})
-    threshold: float = field(default=0.5, metadata={"help": "minimum probability of the positive label"})
-
-
 def _line(text: str, max_words: int) -> str:
     ws = T.words(text)[:max_words]
     return b" ".join(ws).decode("utf-8", "replace")
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _versions() -> dict:
@@ -108,7 +92,7 @@ def train_classifier(pos_texts: Iterable[str], neg_texts: Iterable[str], out_pat
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
         train_file = Path(tmp) / "train.txt"
         train_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        train_sha = _sha256_file(train_file)
+        train_sha = sha256_file(train_file)
         try:
             model = fasttext.train_supervised(
                 input=str(train_file), epoch=params.epoch, lr=params.lr, dim=params.dim,
@@ -124,7 +108,7 @@ def train_classifier(pos_texts: Iterable[str], neg_texts: Iterable[str], out_pat
     manifest = {
         "kind": "sagecorpus.quality_classifier",
         "model": out_path.name,
-        "model_sha256": _sha256_file(out_path),
+        "model_sha256": sha256_file(out_path),
         "labels": {"positive": POSITIVE, "negative": NEGATIVE},
         "n_positive": len(pos),
         "n_negative": len(neg),
@@ -157,8 +141,8 @@ def train_from_parquet(pos_paths: Sequence[str | os.PathLike], neg_paths: Sequen
     the manifest records each file's path and sha256."""
     inputs = {
         "text_column": text_column,
-        "positive": [{"path": str(p), "sha256": _sha256_file(Path(p))} for p in pos_paths],
-        "negative": [{"path": str(p), "sha256": _sha256_file(Path(p))} for p in neg_paths],
+        "positive": [{"path": str(p), "sha256": sha256_file(Path(p))} for p in pos_paths],
+        "negative": [{"path": str(p), "sha256": sha256_file(Path(p))} for p in neg_paths],
     }
     return train_classifier(_read_texts(pos_paths, text_column), _read_texts(neg_paths, text_column),
                             out_path, params, inputs)
@@ -182,7 +166,7 @@ class QualityClassifier:
         if not mpath.is_file():
             raise QualityModelError(f"{path}: no manifest at {mpath} (train with corpus.curate.quality)")
         manifest = json.loads(mpath.read_text())
-        if manifest.get("model_sha256") != _sha256_file(path):
+        if manifest.get("model_sha256") != sha256_file(path):
             raise QualityModelError(f"{path}: sha256 differs from its manifest {mpath}; the model was replaced")
         try:
             model = fasttext.load_model(str(path))

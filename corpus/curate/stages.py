@@ -30,7 +30,7 @@ from corpus.curate.filters import HeuristicConfig, LanguageConfig, ensure_some_k
 from corpus.curate.minhash import DedupConfig, SignatureStore
 from corpus.curate.quality import QualityClassifier, QualityParams, train_from_parquet
 from corpus.curate.text import content_hash_of_words, words
-from corpus.extract.routing import join_texts
+from corpus.pages import join_texts
 from corpus.run.progress import progress
 from corpus.run.stage import Stage, StageConfig, path_field, register_stage
 from schemas import DECISION, DOCUMENT, PAPER, TableWriter, count_rows, iter_batches, iter_row_range, iter_rows

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import fsspec
 
-from corpus.extract.latex import LatexConfig, convert_source
+from corpus.extract.latex import LatexConfig, LatexError, convert_source
 from corpus.extract.nougat import NougatConfig
 from corpus.extract.pdf import PdfError, PdfExtractConfig, PdfPage, extract_pdf
 from corpus.extract.routing import (
@@ -26,7 +26,6 @@ from corpus.extract.routing import (
     route_pages,
 )
 from corpus.ingest.archives import ArchiveError, ArchiveLimits, unpack_source
-from corpus.ingest.latex_source import LatexError
 from corpus.ingest.sources import storage_options_for
 
 #: source kinds that hold LaTeX

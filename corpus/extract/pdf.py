@@ -45,8 +45,9 @@ from typing import Iterable, Literal, Sequence
 
 import pymupdf
 
-from corpus.extract.routing import FLAG_REASONS, PageSignals, RoutingThresholds, decide, join_texts, signal_flags
+from corpus.extract.routing import FLAG_REASONS, PageSignals, RoutingThresholds, decide, signal_flags
 from corpus.extract.text_quality import text_signals
+from corpus.pages import join_texts
 
 
 _LIGATURES = str.maketrans(

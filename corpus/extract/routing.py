@@ -33,6 +33,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from corpus.pages import join_texts
+
 __all__ = [
     "FLAG_REASONS",
     "MergedPage",
@@ -43,7 +45,6 @@ __all__ = [
     "decide",
     "document_extractor",
     "document_pages",
-    "join_texts",
     "merge_pages",
     "route_pages",
     "routing_stats",
@@ -252,21 +253,6 @@ def merge_pages(
         else:
             out.append(MergedPage(page, "", "none", f"{why}; no text layer", 0, garbled, tuple(flags + ["missing_page"])))
     return out
-
-
-def join_texts(texts: Sequence[str], sep: str = "\n\n") -> tuple[str, list[tuple[int, int]]]:
-    """Page texts joined by ``sep`` (none around empty pages), and each page's ``[start, end)`` in it."""
-    parts: list[str] = []
-    offsets: list[tuple[int, int]] = []
-    pos = 0
-    for text in texts:
-        if parts and text:
-            parts.append(sep)
-            pos += len(sep)
-        parts.append(text)
-        offsets.append((pos, pos + len(text)))
-        pos += len(text)
-    return "".join(parts), offsets
 
 
 def document_pages(pages: Sequence[MergedPage], sep: str = "\n\n") -> tuple[str, list[dict[str, Any]]]:

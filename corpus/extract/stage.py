@@ -32,7 +32,11 @@ class ExtractConfig(StageConfig):
     latex: LatexConfig = Field(default_factory=LatexConfig, description="LaTeX conversion options")
     pdf: PdfExtractConfig = Field(default_factory=PdfExtractConfig, description="PDF text-layer options (time limit, citations, OCR routing thresholds in pdf.routing)")
     limits: ArchiveLimits = Field(default_factory=ArchiveLimits, description="bounds on unpacking one source bundle")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (never recorded)")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description=(
+        "fsspec options (credentials, anon, endpoint...) passed to every open of a remote path this step "
+        "reads: the papers' PDFs and source bundles, for the text layer and for OCR (s3://arxiv/ also gets "
+        "requester_pays=True unless set here); recorded in the manifest only with every value replaced "
+        "by <redacted>"))
     ocr_policy: Literal["never", "auto", "always"] = Field(
         "auto", description="PDF pages sent to Nougat: never, auto (empty, garbled, scanned, math glyph soup) or always")
     ocr_model: str | None = path_field(

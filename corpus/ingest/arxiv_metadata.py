@@ -28,7 +28,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from email.utils import parsedate_to_datetime
@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import fsspec
 
-from corpus.ingest.arxiv_ids import parse_arxiv_id, version_number
+from corpus.arxiv_ids import parse_arxiv_id, version_number
 
 DEFAULT_CATEGORIES = ("astro-ph*", "gr-qc")
 
@@ -365,8 +365,3 @@ def read_metadata(
         else:
             stats.errors += 1
         yield item
-
-
-def records_only(items: Iterable[MetadataRecord | MetadataError]) -> Iterator[MetadataRecord]:
-    """Convenience for notebooks: the records of :func:`read_metadata`, dropping errors."""
-    return (i for i in items if isinstance(i, MetadataRecord))

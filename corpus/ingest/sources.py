@@ -41,8 +41,8 @@ from urllib.parse import urlsplit, urlunsplit
 import fsspec
 from fsspec.core import url_to_fs
 
+from corpus.arxiv_ids import parse_arxiv_id, version_number
 from corpus.ingest.archives import detect_kind
-from corpus.ingest.arxiv_ids import parse_arxiv_id, version_number
 
 Role = Literal["pdf", "src"]
 

@@ -9,7 +9,6 @@ unreadable metadata line or chunk, leaves a ``Decision`` row saying why.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,8 +18,8 @@ from typing import Any, Literal
 import fsspec
 from pydantic import Field
 
+from corpus.arxiv_ids import content_id
 from corpus.ingest.archives import HEAD_BYTES, sniff_source_kind
-from corpus.ingest.arxiv_ids import content_id
 from corpus.ingest.arxiv_metadata import MetadataError, MetadataFilter, MetadataRecord, MetadataStats, read_metadata
 from corpus.ingest.sources import (
     SourceError,
@@ -35,7 +34,7 @@ from corpus.ingest.sources import (
 )
 from corpus.run.progress import progress
 from corpus.run.stage import Stage, StageConfig, path_field, register_stage
-from schemas import PAPER
+from schemas import PAPER, sha256_file
 
 
 class IngestConfig(StageConfig):
@@ -52,7 +51,11 @@ class IngestConfig(StageConfig):
         "keep", description="files with no matching metadata row: keep as papers named by content hash, or drop (recorded)")
     require_files: bool = Field(True, description="drop (recorded) metadata rows that have no PDF or source file")
     download_dir: str = path_field("{out}/_downloads", "where fetched bulk chunks are kept (reused on rerun)")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (credentials are never recorded)")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description=(
+        "fsspec options (credentials, anon, endpoint...) passed to every open and listing of a remote path "
+        "this step reads: metadata, input folders, bulk manifests and chunks, paper files (s3://arxiv/ also "
+        "gets requester_pays=True unless set here); recorded in the manifest only with every value "
+        "replaced by <redacted>"))
 
 
 @dataclass
@@ -77,14 +80,16 @@ class DecisionItem:
 
 
 def hash_and_head(url: str, storage_options: dict | None = None) -> tuple[str, bytes]:
-    """sha256 of a file (local, fsspec URL or tar member) and its first bytes, in one read."""
-    h, head = hashlib.sha256(), b""
+    """sha256 of a file (local, fsspec URL or tar member) and its first ``HEAD_BYTES``, in one read."""
+    head = bytearray()
+
+    def keep_head(block: bytes) -> None:
+        if len(head) < HEAD_BYTES:
+            head.extend(block[: HEAD_BYTES - len(head)])
+
     with fsspec.open(url, "rb", **storage_options_for(url, storage_options)) as f:
-        while block := f.read(1 << 20):
-            if len(head) < HEAD_BYTES:
-                head += block[: HEAD_BYTES - len(head)]
-            h.update(block)
-    return h.hexdigest(), head
+        digest = sha256_file(f, on_block=keep_head)
+    return digest, bytes(head)
 
 
 def pdf_title(url: str, storage_options: dict | None = None) -> tuple[str | None, str]:

@@ -17,9 +17,7 @@ arXiv itself does. A file with no arXiv id gets :func:`content_id` of its bytes 
 
 from __future__ import annotations
 
-import hashlib
 import re
-from typing import BinaryIO
 
 #: Archives that issued old-style identifiers (arXiv's list, including retired ones).
 OLD_ARCHIVES: frozenset[str] = frozenset(
@@ -146,19 +144,6 @@ def content_id(sha256_hex: str) -> str:
 def is_content_id(paper_id: str) -> bool:
     """True for ids made by :func:`content_id`."""
     return paper_id.startswith("sha256:") and bool(_SHA256_RE.fullmatch(paper_id[7:]))
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_stream(f: BinaryIO, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of everything left in a binary file object, read in ``chunk``-byte blocks."""
-    h = hashlib.sha256()
-    while block := f.read(chunk):
-        h.update(block)
-    return h.hexdigest()
 
 
 def id_or_content_id(name: str, sha256_hex: str) -> tuple[str, str | None]:

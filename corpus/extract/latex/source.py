@@ -2,8 +2,8 @@
 
 An arXiv source bundle (already unpacked into a folder by the archive step) holds many files: the
 main ``.tex``, sections, tables, macros, figures, a ``.bbl``. This module finds the main file and
-inlines everything it pulls in, the way TeX would read it, so the converter in
-``corpus.extract.latex`` sees one string. It is pure: it reads files under one folder and never writes.
+inlines everything it pulls in, the way TeX would read it, so the converter
+(``corpus.extract.latex.document``) sees one string. It is pure: it reads files under one folder and never writes.
 
 Rules (each one a behaviour tests pin down):
 
@@ -35,35 +35,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = [
-    "LatexError",
-    "SourceTree",
-    "decode_tex",
-    "find_main_file",
-    "read_tex",
-    "resolve_inputs",
-    "strip_comments",
-]
+from corpus.extract.latex.errors import LatexError
+from corpus.extract.latex.scanner import read_group, strip_comments
 
 TEX_SUFFIXES = (".tex", ".ltx", ".latex")
 CONVENTIONAL_MAIN_NAMES = ("ms", "main", "paper", "manuscript", "article", "draft")
-
-
-class LatexError(Exception):
-    """A LaTeX source that could not be read or converted.
-
-    ``path`` names the file (or folder), ``reason`` is a short machine-readable code a stage can put
-    in a ``Decision`` row (``no_main_file``, ``unreadable``, ``source_too_large``,
-    ``converter_error``, ``empty_output``, ``no_document_body``, ``macro_expansion_limit``),
-    ``detail`` says more for a person.
-    """
-
-    def __init__(self, path: str | Path | None, reason: str, detail: str = "") -> None:
-        self.path = str(path) if path is not None else None
-        self.reason = reason
-        self.detail = detail
-        where = self.path or "<latex source>"
-        super().__init__(f"{where}: {reason}" + (f": {detail}" if detail else ""))
 
 
 @dataclass
@@ -111,67 +87,6 @@ def read_tex(path: str | Path) -> str:
     return decode_tex(data)[0]
 
 
-_VERB_RE = re.compile(r"\\verb\*?([^A-Za-z\s*])")
-_VERBATIM_ENVS = ("verbatim", "verbatim*", "Verbatim", "lstlisting", "minted", "comment")
-
-
-def strip_comments(text: str) -> str:
-    """Remove TeX comments: an unescaped ``%`` to the end of the line, the newline included.
-
-    ``\\%`` is kept, ``\\verb|..%..|`` and verbatim-like environments are copied untouched, and
-    the ``comment`` environment is removed whole. Leading blanks of the line after a comment are
-    dropped (TeX skips them too). A line that held only a comment disappears without merging the
-    lines around it.
-    """
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            if text.startswith("\\begin{", i):
-                end_name = text.find("}", i + 7)
-                name = text[i + 7 : end_name] if end_name != -1 else ""
-                if name in _VERBATIM_ENVS:
-                    close = f"\\end{{{name}}}"
-                    j = text.find(close, end_name)
-                    j = n if j == -1 else j + len(close)
-                    if name != "comment":
-                        out.append(text[i:j])
-                    i = j
-                    continue
-            m = _VERB_RE.match(text, i)
-            if m:
-                j = text.find(m.group(1), m.end())
-                j = n if j == -1 else j + 1
-                out.append(text[i:j])
-                i = j
-                continue
-            out.append(text[i : i + 2])
-            i += 2
-            continue
-        if c == "%":
-            j = text.find("\n", i)
-            if j == -1:
-                break
-            line_start = text.rfind("\n", 0, i) + 1
-            if text[line_start:i].strip() == "":
-                # a line holding only a comment disappears, its indentation too
-                while out and out[-1] in (" ", "\t"):
-                    out.pop()
-                i = j + 1
-                continue
-            # the comment eats its newline and the next line's indentation (as in TeX), but a
-            # blank line after it still ends the paragraph
-            i = j + 1
-            while i < n and text[i] in " \t":
-                i += 1
-            if i < n and text[i] == "\n":
-                out.append("\n")
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
-
 
 def _has_documentclass(text: str) -> bool:
     return re.search(r"\\document(class|style)\b", text) is not None
@@ -185,50 +100,19 @@ _INPUT_RE = re.compile(
 )
 
 
-def match_brace(text: str, i: int) -> int:
-    """Index just after the ``}`` closing the ``{`` at text[i] (escaped braces skipped); -1 when unbalanced."""
-    depth = 0
-    n = len(text)
-    j = i
-    while j < n:
-        c = text[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return j + 1
-        j += 1
-    return -1
-
-
-def _read_group(text: str, i: int) -> tuple[str, int] | None:
-    """At text[i] (after blanks) read a balanced ``{...}`` group; return (inside, end) or None."""
-    n = len(text)
-    while i < n and text[i] in " \t\n":
-        i += 1
-    if i >= n or text[i] != "{":
-        return None
-    end = match_brace(text, i)
-    return (text[i + 1 : end - 1], end) if end != -1 else None
-
-
 def _parse_input(text: str, m: re.Match) -> tuple[str, str, str, int] | None:
     """Parse the arguments of an input command at match m: (cmd, dir, name, end) or None."""
     cmd = m.group("cmd")
     i = m.end()
     if cmd in ("import", "subimport", "inputfrom", "subinputfrom"):
-        first = _read_group(text, i)
+        first = read_group(text, i)
         if first is None:
             return None
-        second = _read_group(text, first[1])
+        second = read_group(text, first[1])
         if second is None:
             return None
         return cmd, first[0].strip(), second[0].strip(), second[1]
-    group = _read_group(text, i)
+    group = read_group(text, i)
     if group is not None:
         return cmd, "", group[0].strip(), group[1]
     if cmd != "input":
