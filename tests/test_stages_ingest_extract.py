@@ -158,3 +158,27 @@ def test_an_unexpected_failure_on_one_paper_is_recorded_and_the_run_goes_on(fixt
     assert len(docs) == 2 and docs[0]["reason"] == "error:RuntimeError" and docs[0]["text"] is None
     failed = decisions(out, "extract").filter(decisions(out, "extract")["action"] == "failed")
     assert failed.height == 1 and "MuPDF exploded" in failed["detail"].item() and "2301.00002" in failed["detail"].item()
+
+
+def test_a_file_of_a_paper_excluded_by_the_category_or_date_filter_is_dropped_with_a_row(fixtures, tmp_path):
+    pdfs = tmp_path / "pdf"
+    pdfs.mkdir()
+    pdf = fixtures / "pdf" / "hwobows_vaughan2023_mnras.pdf"
+    shutil.copy(pdf, pdfs / "0704.0002v1.pdf")  # math.CO cs.CG: excluded by the categories
+    shutil.copy(fixtures / "pdf" / "aastex63_sample_article.pdf", pdfs / "0704.0009v1.pdf")  # astro-ph, 2007-04-02
+    meta = fixtures / "metadata" / "arxiv_kaggle_metadata_head100.jsonl"
+    out = run(tmp_path, [("ingest", {"metadata": [str(meta)], "pdfs": [str(pdfs)], "categories": ["astro-ph*"]})])
+    papers = read_polars(out / "papers.parquet", PAPER)
+    assert papers["paper_id"].to_list() == ["0704.0009"]
+    rows = decisions(out, "ingest").filter(decisions(out, "ingest")["reason"] == "filtered_out")
+    assert rows["item_id"].to_list() == [str(pdfs / "0704.0002v1.pdf")] and rows["action"].to_list() == ["dropped"]
+    detail = json.loads(rows["detail"].item())
+    assert detail["filter"] == "categories" and detail["categories"] == ["astro-ph*"] and detail["arxiv_id"] == "0704.0002"
+
+    (pdfs / "0704.0002v1.pdf").unlink()
+    shutil.copy(pdf, pdfs / "0704.0007v1.pdf")  # gr-qc, submitted 2007-03-31: excluded by since
+    dated = run(tmp_path, [("ingest", {"metadata": [str(meta)], "pdfs": [str(pdfs)], "since": "2007-04-01"})], "dated")
+    assert read_polars(dated / "papers.parquet", PAPER)["paper_id"].to_list() == ["0704.0009"]
+    rows = decisions(dated, "ingest").filter(decisions(dated, "ingest")["reason"] == "filtered_out")
+    assert rows["item_id"].to_list() == [str(pdfs / "0704.0007v1.pdf")]
+    assert json.loads(rows["detail"].item())["filter"] == "since/until"

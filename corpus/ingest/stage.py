@@ -126,11 +126,13 @@ class Ingest(Stage):
         c = self.config
         decisions: list[DecisionItem] = []
         records: dict[str, MetadataRecord] = {}
+        filtered_out: dict[str, str] = {}  # arxiv id -> "category" / "date": rows the filter excluded
         counts: dict[str, int] = {}
         flt = MetadataFilter(list(c.categories), c.since, c.until, c.include_cross_lists)
         for path in c.metadata:
             stats = MetadataStats()
-            records_read = read_metadata(path, flt, storage_options=c.storage_options, stats=stats)
+            records_read = read_metadata(path, flt, storage_options=c.storage_options, stats=stats,
+                                         filtered_out=filtered_out)
             for item in progress(records_read, desc=f"metadata {path.rsplit('/', 1)[-1]}", unit="paper", disable=self.quiet):
                 if isinstance(item, MetadataError):
                     decisions.append(DecisionItem(f"!{item.item_id}", item.item_id, "failed", "malformed_metadata_line",
@@ -158,6 +160,12 @@ class Ingest(Stage):
         items: list[PaperItem | DecisionItem] = list(decisions)
         for arxiv_id, roles in files.items():
             record = records.get(arxiv_id)
+            if record is None and arxiv_id in filtered_out:  # that paper, excluded by the filter
+                for sf in roles.values():
+                    items.append(DecisionItem(arxiv_id, sf.url, "dropped", "filtered_out",
+                                              self._filter_detail(arxiv_id, filtered_out[arxiv_id], sf.url)))
+                counts["files.filtered_out"] = counts.get("files.filtered_out", 0) + len(roles)
+                continue
             if record is None and (c.metadata and c.unmatched_files == "drop"):
                 for sf in roles.values():
                     items.append(DecisionItem(arxiv_id, sf.url, "dropped", "no_matching_metadata",
@@ -177,6 +185,14 @@ class Ingest(Stage):
         (self.work_dir / "plan.pkl").write_bytes(pickle.dumps(items))
         counts["files.listed"] = sum(len(r) for r in files.values()) + len(loose)
         return counts
+
+    def _filter_detail(self, arxiv_id: str, why: str, url: str) -> dict:
+        """What a ``filtered_out`` decision says: the paper, the file, and the filter that excluded it."""
+        c = self.config
+        if why == "category":
+            return {"arxiv_id": arxiv_id, "file": url, "filter": "categories", "categories": list(c.categories),
+                    "include_cross_lists": c.include_cross_lists}
+        return {"arxiv_id": arxiv_id, "file": url, "filter": "since/until", "since": c.since, "until": c.until}
 
     def _list(self, location: str, role: str, decisions: list[DecisionItem]) -> Iterator[SourceFile]:
         c = self.config
