@@ -131,6 +131,16 @@ def test_filtering_everything_is_an_error_not_an_empty_corpus(papers, tmp_path):
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+def test_a_curation_step_refuses_an_empty_table_naming_it_and_the_step_that_wrote_it(tmp_path):
+    write_table(DOCUMENT, [], tmp_path / "out" / "curated" / "filter.parquet")
+    with pytest.raises(EmptyOutputError, match=r"out/curated/filter.parquet has no rows: the filter step kept nothing"):
+        run(tmp_path, "out", [("decontaminate", {"papers": None})])
+    assert not (tmp_path / "out" / "corpus.parquet").exists()
+    write_table(DOCUMENT, [], tmp_path / "empty.parquet")
+    with pytest.raises(EmptyOutputError, match=r"empty.parquet has no rows: no documents to dedup"):
+        run(tmp_path, "dedup", [("dedup", {"documents": str(tmp_path / "empty.parquet")})])
+
+
 def test_decontaminate_with_fixture_benchmarks(fixtures, papers, tmp_path):
     qa = fixtures / "qa" / "astro_qa_en_single_choice4_sample50.jsonl"
     q = json.loads(qa.read_text().splitlines()[0])

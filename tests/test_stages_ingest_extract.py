@@ -182,3 +182,14 @@ def test_a_file_of_a_paper_excluded_by_the_category_or_date_filter_is_dropped_wi
     rows = decisions(dated, "ingest").filter(decisions(dated, "ingest")["reason"] == "filtered_out")
     assert rows["item_id"].to_list() == [str(pdfs / "0704.0007v1.pdf")]
     assert json.loads(rows["detail"].item())["filter"] == "since/until"
+
+
+def test_an_ingest_that_keeps_no_paper_is_an_error_saying_why(fixtures, tmp_path):
+    meta = fixtures / "metadata" / "arxiv_kaggle_metadata_head100.jsonl"
+    pdfs = tmp_path / "pdf"
+    pdfs.mkdir()
+    shutil.copy(fixtures / "pdf" / "aastex63_sample_article.pdf", pdfs / "0704.0009v1.pdf")
+    with pytest.raises(RuntimeError, match=r"kept 0 of .*no metadata row matched categories \['astro-ph.XX'\]"):
+        run(tmp_path, [("ingest", {"metadata": [str(meta)], "pdfs": [str(pdfs)], "categories": ["astro-ph.XX"]})])
+    with pytest.raises(RuntimeError, match="metadata given but no --pdfs or --sources"):
+        run(tmp_path, [("ingest", {"metadata": [str(meta)]})], "alone")

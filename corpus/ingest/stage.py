@@ -55,6 +55,10 @@ class IngestConfig(StageConfig):
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (credentials are never recorded)")
 
 
+class NothingIngested(RuntimeError):
+    """An ingest run that kept no paper."""
+
+
 @dataclass
 class PaperItem:
     """One paper to write: its metadata (if any) and its files."""
@@ -235,6 +239,26 @@ class Ingest(Stage):
             item.key, item.content_sha256 = pid, sha
             out.append(item)
         return out
+
+    def finish(self, stats: dict[str, float]) -> None:
+        """Refuse a run that kept no paper, saying why (0 papers is a misconfiguration, never a result)."""
+        if stats.get("rows.papers.parquet", 0):
+            return
+        c = self.config
+        causes = []
+        if not (c.metadata or c.pdfs or c.sources):
+            causes.append("no metadata, pdfs or sources given")
+        if c.metadata and not stats.get("metadata.matched", 0):
+            dates = "".join(f", {k} {v}" for k, v in (("since", c.since), ("until", c.until)) if v)
+            causes.append(f"no metadata row matched categories {list(c.categories)}{dates} "
+                          f"(of {int(stats.get('metadata.parsed', 0))} rows read)")
+        elif c.metadata and not (c.pdfs or c.sources) and c.require_files:
+            causes.append("metadata given but no --pdfs or --sources (require_files drops every row without a file; "
+                          "set require_files false to keep metadata-only papers)")
+        outcome = ", ".join(f"{k.removeprefix('decisions.')} {int(v)}" for k, v in sorted(stats.items())
+                            if k.startswith("decisions."))
+        causes.append(f"decisions: {outcome or 'none'} (see {self.decisions_file})")
+        raise NothingIngested(f"ingest kept 0 of {int(stats.get('items', 0))} items: " + "; ".join(causes))
 
     # -- shards ---------------------------------------------------------------------------------
     def plan(self) -> list:
