@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
-import fsspec
 from pydantic import Field
 
 from corpus.ingest.archives import HEAD_BYTES, sniff_source_kind
@@ -29,9 +28,10 @@ from corpus.ingest.sources import (
     fetch_chunk,
     is_manifest,
     list_inputs,
+    open_input,
+    printable_name,
     read_manifest,
     select_chunks,
-    storage_options_for,
 )
 from corpus.run.progress import progress
 from corpus.run.stage import Stage, StageConfig, path_field, register_stage
@@ -83,7 +83,7 @@ class DecisionItem:
 def hash_and_head(url: str, storage_options: dict | None = None) -> tuple[str, bytes]:
     """sha256 of a file (local, fsspec URL or tar member) and its first bytes, in one read."""
     h, head = hashlib.sha256(), b""
-    with fsspec.open(url, "rb", **storage_options_for(url, storage_options)) as f:
+    with open_input(url, storage_options) as f:
         while block := f.read(1 << 20):
             if len(head) < HEAD_BYTES:
                 head += block[: HEAD_BYTES - len(head)]
@@ -96,7 +96,7 @@ def pdf_title(url: str, storage_options: dict | None = None) -> tuple[str | None
     import pymupdf
 
     try:
-        with fsspec.open(url, "rb", **storage_options_for(url, storage_options)) as f:
+        with open_input(url, storage_options) as f:
             doc = pymupdf.open(stream=f.read(), filetype="pdf")
         with doc:
             title = (doc.metadata or {}).get("title", "").strip()
@@ -151,7 +151,7 @@ class Ingest(Stage):
         loose: list[SourceFile] = []  # files whose names hold no arXiv id
         for role, locations in (("pdf", c.pdfs), ("src", c.sources)):
             for location in locations:
-                for sf in self._list(location, role, decisions):
+                for sf in self._list(self.path(location), role, decisions):
                     if sf.paper_id is None:
                         loose.append(sf)
                         continue
@@ -202,7 +202,7 @@ class Ingest(Stage):
         c = self.config
         try:
             if not is_manifest(location):
-                yield from list_inputs(location, storage_options=c.storage_options, role=role)
+                yield from self._named(list_inputs(location, storage_options=c.storage_options, role=role), decisions)
                 return
             chunks = select_chunks(read_manifest(location, storage_options=c.storage_options), c.bulk_since, c.bulk_until)
             for chunk in progress(chunks, desc=f"fetch {role} chunks", unit="chunk", disable=self.quiet):
@@ -210,11 +210,25 @@ class Ingest(Stage):
                 try:
                     got = fetch_chunk(url, self.path(c.download_dir), md5=chunk.md5sum, size=chunk.size,
                                       storage_options=c.storage_options)
-                    yield from list_inputs(str(got.path), role=role)
+                    yield from self._named(list_inputs(str(got.path), role=role), decisions)
                 except SourceError as e:
                     decisions.append(DecisionItem(f"!{url}", url, "failed", "chunk_unavailable", {"error": str(e)}))
         except SourceError as e:
             decisions.append(DecisionItem(f"!{location}", location, "failed", "location_unavailable", {"error": str(e)}))
+
+    @staticmethod
+    def _named(files: Iterator[SourceFile], decisions: list[DecisionItem]) -> Iterator[SourceFile]:
+        """The listed files whose names are text; a name that is not UTF-8 (which no table can hold)
+        becomes a failed decision naming the file, its bytes shown as ``\\xNN``."""
+        for sf in files:
+            try:
+                sf.url.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = printable_name(sf.url)
+                decisions.append(DecisionItem(f"!{shown}", shown, "failed", "undecodable_file_name",
+                                              {"error": "the file name is not UTF-8; rename the file"}))
+                continue
+            yield sf
 
     def _name_unmatched(self, items: list) -> list:
         """Papers with no metadata are named by the sha256 of their PDF (else source); duplicates dropped."""
@@ -228,7 +242,7 @@ class Ingest(Stage):
             sf = item.pdf or item.src
             try:
                 sha, _ = hash_and_head(sf.url, self.config.storage_options)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, SourceError) as e:
                 out.append(DecisionItem(f"!{sf.url}", sf.url, "failed", "unreadable_file", {"error": f"{type(e).__name__}: {e}"}))
                 continue
             pid = content_id(sha)
