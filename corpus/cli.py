@@ -283,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # one line for the user; --traceback for the rest
         if args.traceback:
             raise
-        print(f"sagecorpus {args.verb}: error: {e}", file=sys.stderr)
+        from corpus.run.secrets import describe_error  # never echo an input value (a secret, maybe)
+
+        print(f"sagecorpus {args.verb}: error: {describe_error(e)}", file=sys.stderr)
         return 2
 
 

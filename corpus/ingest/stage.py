@@ -31,10 +31,11 @@ from corpus.ingest.sources import (
     open_input,
     printable_name,
     read_manifest,
+    redact_url,
     select_chunks,
 )
 from corpus.run.progress import progress
-from corpus.run.stage import Stage, StageConfig, path_field, register_stage
+from corpus.run.stage import Stage, StageConfig, how_field, path_field, register_stage
 from schemas import PAPER
 
 
@@ -52,7 +53,7 @@ class IngestConfig(StageConfig):
         "keep", description="files with no matching metadata row: keep as papers named by content hash, or drop (recorded)")
     require_files: bool = Field(True, description="drop (recorded) metadata rows that have no PDF or source file")
     download_dir: str = path_field("{out}/_downloads", "where fetched bulk chunks are kept (reused on rerun)")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (credentials are never recorded)")
+    storage_options: dict[str, Any] = how_field(default_factory=dict, description="fsspec options (credentials are never recorded)")
 
 
 class NothingIngested(RuntimeError):
@@ -212,9 +213,10 @@ class Ingest(Stage):
                                       storage_options=c.storage_options)
                     yield from self._named(list_inputs(str(got.path), role=role), decisions)
                 except SourceError as e:
-                    decisions.append(DecisionItem(f"!{url}", url, "failed", "chunk_unavailable", {"error": str(e)}))
+                    decisions.append(DecisionItem(f"!{url}", redact_url(url), "failed", "chunk_unavailable", {"error": str(e)}))
         except SourceError as e:
-            decisions.append(DecisionItem(f"!{location}", location, "failed", "location_unavailable", {"error": str(e)}))
+            decisions.append(DecisionItem(f"!{location}", redact_url(location), "failed", "location_unavailable",
+                                          {"error": str(e)}))
 
     @staticmethod
     def _named(files: Iterator[SourceFile], decisions: list[DecisionItem]) -> Iterator[SourceFile]:
