@@ -298,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from tqdm import tqdm
 
-        tqdm.write(f"sagecorpus {args.verb}: error: {e}", file=sys.stderr)  # on its own line, not after a progress bar
+        from corpus.run.secrets import describe_error  # never echo an input value (a secret, maybe)
+
+        tqdm.write(f"sagecorpus {args.verb}: error: {describe_error(e)}", file=sys.stderr)  # its own line, not after a progress bar
         return 2
 
 

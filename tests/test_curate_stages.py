@@ -37,7 +37,7 @@ def edited(text: str, rate: float, seed: int) -> str:
 
 def run(tmp_path, name, steps, **executor):
     recipe = Recipe(steps=[Step(stage=s, config=c) for s, c in steps],
-                    executor=ExecutorConfig(tasks=3, quiet=True, **executor))
+                    executor=ExecutorConfig(**{"tasks": 3, "quiet": True, **executor}))
     return run_recipe(recipe, tmp_path / name)
 
 
@@ -114,11 +114,31 @@ def test_every_clean_fixture_paper_passes_the_default_filters(papers, tmp_path):
     assert {k: r["action"] for k, r in d.items()} == {name: "kept" for name in d}
 
 
+def test_dedup_with_two_workers_writes_the_same_bytes_as_one(papers, tmp_path):
+    text = papers["hwobows_vaughan2023_mnras"][:20000]
+    rows = [doc(f"p{i}", edited(text, 0.02 * i, i)) for i in range(8)]
+    write_table(DOCUMENT, rows, tmp_path / "docs.parquet")
+    steps = [("dedup", {"documents": str(tmp_path / "docs.parquet")})]
+    one = run(tmp_path, "one", steps, tasks=8)  # one document per shard: the shards start together
+    two = run(tmp_path, "two", steps, tasks=8, workers=2)
+    assert {e.path: e.sha256 for e in two.outputs} == {e.path: e.sha256 for e in one.outputs}
+
+
 def test_filtering_everything_is_an_error_not_an_empty_corpus(papers, tmp_path):
     write_table(DOCUMENT, [doc(n, t) for n, t in papers.items()], tmp_path / "docs.parquet")
     with pytest.raises(EmptyOutputError, match="filter"):
         run(tmp_path, "out", [("filter", {"documents": str(tmp_path / "docs.parquet"), "heuristics": {"min_words": 10**7}})])
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_curation_step_refuses_an_empty_table_naming_it_and_the_step_that_wrote_it(tmp_path):
+    write_table(DOCUMENT, [], tmp_path / "out" / "curated" / "filter.parquet")
+    with pytest.raises(EmptyOutputError, match=r"out/curated/filter.parquet has no rows: the filter step kept nothing"):
+        run(tmp_path, "out", [("decontaminate", {"papers": None})])
+    assert not (tmp_path / "out" / "corpus.parquet").exists()
+    write_table(DOCUMENT, [], tmp_path / "empty.parquet")
+    with pytest.raises(EmptyOutputError, match=r"empty.parquet has no rows: no documents to dedup"):
+        run(tmp_path, "dedup", [("dedup", {"documents": str(tmp_path / "empty.parquet")})])
 
 
 def test_decontaminate_with_fixture_benchmarks(fixtures, papers, tmp_path):

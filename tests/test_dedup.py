@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,6 +208,48 @@ def test_signature_store_round_trip_and_config_guard(tmp_path):
         SignatureStore(tmp_path / "sigs", DedupConfig(num_perm=64, seed=1))
     with pytest.raises(SignatureStoreError, match="uint32"):
         store.write_shard("bad", ["a"], [1], sigs[:1].astype(np.int64))
+
+
+def test_parallel_shard_writers_touch_only_their_own_files(tmp_path, monkeypatch):
+    sigs = signatures([_paper(i, 300) for i in range(4)], CFG)
+    renames: dict[str, list[tuple[str, str]]] = {}
+    real_replace = os.replace
+
+    def recording_replace(src, dst):
+        renames.setdefault(threading.current_thread().name, []).append((Path(src).name, Path(dst).name))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    errors = []
+    for round_ in range(30):  # two writers open one fresh store and write their shards at the same moment
+        barrier = threading.Barrier(2)
+
+        def write(name, lo, root=tmp_path / f"store{round_}"):
+            try:
+                barrier.wait()
+                SignatureStore(root, CFG).write_shard(name, [f"{name}-a", f"{name}-b"], [1, 2], sigs[lo:lo + 2])
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(f"{name}: {type(e).__name__}: {e}")
+
+        threads = [threading.Thread(target=write, args=(n, lo), name=n) for n, lo in (("00000", 0), ("00002", 2))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ids, _, back = SignatureStore(tmp_path / f"store{round_}", CFG).load()
+        assert ids == ["00000-a", "00000-b", "00002-a", "00002-b"] and np.array_equal(back, sigs)
+    assert errors == []
+    for name in ("00000", "00002"):  # every file a writer created or renamed is its own shard's
+        assert renames[name] and all(src.startswith(name) and dst.startswith(name) for src, dst in renames[name])
+
+
+def test_a_shard_written_with_other_settings_is_refused_when_loaded(tmp_path):
+    sigs = signatures([_paper(1, 300)], CFG)
+    SignatureStore(tmp_path / "s", CFG).write_shard("00000", ["a"], [1], sigs)
+    other = DedupConfig(ngram=3)
+    SignatureStore(tmp_path / "s", other).write_shard("00001", ["b"], [1], signatures([_paper(2, 300)], other))
+    with pytest.raises(SignatureStoreError, match="00001.ids.parquet.*ngram"):
+        SignatureStore(tmp_path / "s", CFG).load()
 
 
 def test_results_are_dedup_results():

@@ -5,8 +5,11 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import shutil
 import tarfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -167,3 +170,101 @@ def test_an_unexpected_failure_on_one_paper_is_recorded_and_the_run_goes_on(fixt
     assert len(docs) == 2 and docs[0]["reason"] == "error:RuntimeError" and docs[0]["text"] is None
     failed = decisions(out, "extract").filter(decisions(out, "extract")["action"] == "failed")
     assert failed.height == 1 and "MuPDF exploded" in failed["detail"].item() and "2301.00002" in failed["detail"].item()
+
+
+def test_a_file_of_a_paper_excluded_by_the_category_or_date_filter_is_dropped_with_a_row(fixtures, tmp_path):
+    pdfs = tmp_path / "pdf"
+    pdfs.mkdir()
+    pdf = fixtures / "pdf" / "hwobows_vaughan2023_mnras.pdf"
+    shutil.copy(pdf, pdfs / "0704.0002v1.pdf")  # math.CO cs.CG: excluded by the categories
+    shutil.copy(fixtures / "pdf" / "aastex63_sample_article.pdf", pdfs / "0704.0009v1.pdf")  # astro-ph, 2007-04-02
+    meta = fixtures / "metadata" / "arxiv_kaggle_metadata_head100.jsonl"
+    out = run(tmp_path, [("ingest", {"metadata": [str(meta)], "pdfs": [str(pdfs)], "categories": ["astro-ph*"]})])
+    papers = read_polars(out / "papers.parquet", PAPER)
+    assert papers["paper_id"].to_list() == ["0704.0009"]
+    rows = decisions(out, "ingest").filter(decisions(out, "ingest")["reason"] == "filtered_out")
+    assert rows["item_id"].to_list() == [str(pdfs / "0704.0002v1.pdf")] and rows["action"].to_list() == ["dropped"]
+    detail = json.loads(rows["detail"].item())
+    assert detail["filter"] == "categories" and detail["categories"] == ["astro-ph*"] and detail["arxiv_id"] == "0704.0002"
+
+    (pdfs / "0704.0002v1.pdf").unlink()
+    shutil.copy(pdf, pdfs / "0704.0007v1.pdf")  # gr-qc, submitted 2007-03-31: excluded by since
+    dated = run(tmp_path, [("ingest", {"metadata": [str(meta)], "pdfs": [str(pdfs)], "since": "2007-04-01"})], "dated")
+    assert read_polars(dated / "papers.parquet", PAPER)["paper_id"].to_list() == ["0704.0009"]
+    rows = decisions(dated, "ingest").filter(decisions(dated, "ingest")["reason"] == "filtered_out")
+    assert rows["item_id"].to_list() == [str(pdfs / "0704.0007v1.pdf")]
+    assert json.loads(rows["detail"].item())["filter"] == "since/until"
+
+
+def test_an_ingest_that_keeps_no_paper_is_an_error_saying_why(fixtures, tmp_path):
+    meta = fixtures / "metadata" / "arxiv_kaggle_metadata_head100.jsonl"
+    pdfs = tmp_path / "pdf"
+    pdfs.mkdir()
+    shutil.copy(fixtures / "pdf" / "aastex63_sample_article.pdf", pdfs / "0704.0009v1.pdf")
+    with pytest.raises(RuntimeError, match=r"kept 0 of .*no metadata row matched categories \['astro-ph.XX'\]"):
+        run(tmp_path, [("ingest", {"metadata": [str(meta)], "pdfs": [str(pdfs)], "categories": ["astro-ph.XX"]})])
+    with pytest.raises(RuntimeError, match="metadata given but no --pdfs or --sources"):
+        run(tmp_path, [("ingest", {"metadata": [str(meta)]})], "alone")
+
+
+@contextmanager
+def fifo_writer_after_a_reader(fifos):
+    """Keep opening the FIFOs for writing and closing them: code that wrongly opens one for reading gets
+    an empty read instead of waiting forever, so such a bug fails the test instead of hanging it."""
+    stop = threading.Event()
+
+    def release():
+        while not stop.wait(0.05):
+            for fifo in fifos:
+                try:
+                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError:  # no reader: nothing is waiting on it
+                    pass
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fifo_non_utf8_name_and_unreadable_files_become_failed_rows_and_the_run_goes_on(fixtures, tmp_path, workers):
+    out = tmp_path / "out"
+    pdfs = out / "incoming"  # under the run folder: the manifest does not list it (see the report on manifest inputs)
+    pdfs.mkdir(parents=True)
+    shutil.copy(fixtures / "pdf" / "aastex63_sample_article.pdf", pdfs / "good.pdf")
+    shutil.copy(fixtures / "pdf" / "hwobows_vaughan2023_mnras.pdf", os.path.join(os.fsencode(pdfs), b"caf\xe9.pdf"))
+    fifos = [pdfs / "x.pdf", pdfs / "2301.00003v1.pdf"]  # the second has a metadata row: read in a shard
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    (pdfs / "gone.pdf").symlink_to(tmp_path / "nowhere.pdf")  # unreadable: a dangling link
+    (pdfs / "2301.00004v1.pdf").symlink_to(tmp_path / "nowhere.pdf")
+    meta = tmp_path / "m.jsonl"
+    meta.write_text("".join(json.dumps({"id": i, "categories": "astro-ph.GA", "title": "t", "abstract": "a", "versions": [
+        {"version": "v1", "created": "Mon, 2 Jan 2023 10:00:00 GMT"}]}) + "\n" for i in ("2301.00003", "2301.00004")))
+    recipe = Recipe(steps=[Step(stage="ingest", config={"pdfs": ["{out}/incoming"], "metadata": [str(meta)]}),
+                           Step(stage="extract", config={})],
+                    executor=ExecutorConfig(tasks=2, workers=workers, quiet=True))
+    with fifo_writer_after_a_reader(fifos):
+        run_recipe(recipe, out)
+    papers = read_polars(out / "papers.parquet", PAPER)
+    assert papers["pdf_path"].to_list() == [str(pdfs / "good.pdf")]
+    failed = {r["item_id"]: r for r in decisions(out, "ingest").iter_rows(named=True) if r["action"] == "failed"}
+    assert failed[str(pdfs / "caf\\xe9.pdf")]["reason"] == "undecodable_file_name"
+    assert "is a FIFO" in failed[str(pdfs / "x.pdf")]["detail"] and "is a FIFO" in failed["2301.00003"]["detail"]
+    assert "x.pdf" in failed[str(pdfs / "x.pdf")]["detail"] and "2301.00003v1.pdf" in failed["2301.00003"]["detail"]
+    assert "dangling link" in failed[str(pdfs / "gone.pdf")]["detail"] and "2301.00004v1.pdf" in failed["2301.00004"]["detail"]
+    assert len(failed) == 5
+    assert decisions(out, "extract")["action"].to_list() == ["kept"]
+
+    (pdfs / "good.pdf").unlink()  # extract reads the papers table as it is: its PDF is now a FIFO
+    os.mkfifo(pdfs / "good.pdf")
+    again = Recipe(steps=[Step(stage="extract", config={"papers": str(out / "papers.parquet")})],
+                   executor=ExecutorConfig(tasks=2, workers=workers, quiet=True))
+    with fifo_writer_after_a_reader([pdfs / "good.pdf"]):
+        run_recipe(again, tmp_path / "again")
+    (row,) = decisions(tmp_path / "again", "extract").iter_rows(named=True)
+    assert row["action"] == "failed" and "good.pdf" in row["detail"] and "is a FIFO" in row["detail"]

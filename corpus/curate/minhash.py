@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from corpus.curate import text as T
 SCHEME = "affine32"
 EMPTY = np.uint32(0xFFFFFFFF)
 """The value of every slot of a signature of a text with no words (datasketch's empty MinHash)."""
+PARAMS_KEY = "sagecorpus.signature_params"
+"""Where a shard's ``.ids.parquet`` holds the signature settings it was written with."""
 
 
 @dataclass(frozen=True)
@@ -178,11 +181,14 @@ class SignatureStoreError(ValueError):
 @dataclass
 class SignatureStore:
     """Signatures on disk, one shard per writer task: ``<name>.npy`` (uint32, rows x num_perm) beside
-    ``<name>.ids.parquet`` (``item_id``, ``length``), and ``store.json`` with the signature settings.
+    ``<name>.ids.parquet`` (``item_id``, ``length``, and the signature settings in its metadata).
 
-    Shards may be written by parallel tasks (distinct names); :meth:`load` concatenates them in name
-    order, memory-mapping the arrays. A store opened with settings other than those it was written
-    with raises :class:`SignatureStoreError`.
+    Shards may be written by parallel tasks (distinct names): a writer creates only its own shard's
+    files, each under a temporary name of its own (shard name and process id) renamed into place, so
+    two writers never touch one file. :meth:`load` (the single reader) checks every shard's settings,
+    concatenates the shards in name order, memory-mapping the arrays, and then writes ``store.json``
+    (the settings and the shard list). A store opened with settings other than those it was written
+    with raises :class:`SignatureStoreError` (at opening once ``store.json`` exists, else at loading).
     """
 
     root: Path
@@ -191,21 +197,24 @@ class SignatureStore:
     def __post_init__(self):
         self.root = Path(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
-        meta_path = self.root / "store.json"
+        index = self.root / "store.json"
+        if index.exists():
+            found = {k: v for k, v in json.loads(index.read_text()).items() if k != "shards"}
+            self._check_params(found, index)
+
+    def _check_params(self, found: dict, where: Path) -> None:
         params = self.config.signature_params()
-        if meta_path.exists():
-            found = json.loads(meta_path.read_text())
-            if found != params:
-                raise SignatureStoreError(
-                    f"{self.root}: signatures were written with {found}, but this run uses {params}; "
-                    "recompute them or point at another store")
-        else:
-            tmp = meta_path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(params, indent=1, sort_keys=True))
-            os.replace(tmp, meta_path)
+        if found != params:
+            raise SignatureStoreError(
+                f"{where}: signatures were written with {found}, but this run uses {params}; "
+                "recompute them or point at another store")
+
+    def _tmp(self, path: Path) -> Path:
+        """A temporary name for ``path`` that no other writer uses."""
+        return path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
 
     def write_shard(self, name: str, ids: Sequence[str], lengths: Sequence[int], sigs: np.ndarray) -> Path:
-        """Write one shard atomically; returns the ``.npy`` path."""
+        """Write one shard atomically (only its own files); returns the ``.npy`` path."""
         sigs = np.asarray(sigs)
         if sigs.dtype != np.uint32 or sigs.ndim != 2 or sigs.shape[1] != self.config.num_perm:
             raise SignatureStoreError(
@@ -218,11 +227,13 @@ class SignatureStore:
         ids_path = self.root / f"{name}.ids.parquet"
         table = pa.table({"item_id": pa.array(list(ids), pa.large_string()),
                           "length": pa.array(list(lengths), pa.int64())})
-        pq.write_table(table, str(ids_path) + ".tmp", compression="zstd")
-        with open(str(npy) + ".tmp", "wb") as f:
+        table = table.replace_schema_metadata({PARAMS_KEY: json.dumps(self.config.signature_params(), sort_keys=True)})
+        ids_tmp, npy_tmp = self._tmp(ids_path), self._tmp(npy)
+        pq.write_table(table, ids_tmp, compression="zstd")
+        with open(npy_tmp, "wb") as f:
             np.save(f, sigs)
-        os.replace(str(ids_path) + ".tmp", ids_path)
-        os.replace(str(npy) + ".tmp", npy)  # the .npy appears last: it marks the shard complete
+        os.replace(ids_tmp, ids_path)
+        os.replace(npy_tmp, npy)  # the .npy appears last: it marks the shard complete
         return npy
 
     def shards(self) -> list[str]:
@@ -235,6 +246,8 @@ class SignatureStore:
             if not ids_path.exists():
                 raise SignatureStoreError(f"{ids_path}: missing (shard {name!r} has signatures but no ids)")
             t = pq.read_table(ids_path)
+            found = (t.schema.metadata or {}).get(PARAMS_KEY.encode())
+            self._check_params(json.loads(found) if found else {}, ids_path)
             sigs = np.load(self.root / f"{name}.npy", mmap_mode="r")
             if sigs.shape != (t.num_rows, self.config.num_perm) or sigs.dtype != np.uint32:
                 raise SignatureStoreError(
@@ -252,4 +265,8 @@ class SignatureStore:
             sigs.append(s)
         if not ids:
             raise SignatureStoreError(f"{self.root}: no signature shards")
+        index = self.root / "store.json"
+        tmp = self._tmp(index)
+        tmp.write_text(json.dumps(self.config.signature_params() | {"shards": self.shards()}, indent=1, sort_keys=True))
+        os.replace(tmp, index)
         return ids, np.concatenate(lengths), np.concatenate(sigs, axis=0)

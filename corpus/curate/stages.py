@@ -3,7 +3,8 @@
 Every stage reads a ``document`` table and writes the documents it keeps (changed where it changes
 them) plus ``decisions/<stage>.parquet`` with a row for every document it saw: kept, changed,
 dropped or failed, the reason, and its score where it has one. A stage that would keep nothing
-raises instead of writing an empty corpus. Where they run is the executor's business; the defaults
+raises instead of writing an empty corpus, and one given a table with no rows refuses it, naming the
+step that wrote it. Where they run is the executor's business; the defaults
 chain the files: ``documents.parquet`` -> ``curated/clean.parquet`` -> ``curated/dedup.parquet`` ->
 ``curated/filter.parquet`` -> ``corpus.parquet``.
 """
@@ -26,13 +27,20 @@ from corpus.curate import minhash
 from corpus.curate.clean import CleanConfig, clean_text, drop_until_next_section
 from corpus.curate.decontaminate import SourceExclusion, load_index
 from corpus.curate.dedup import cluster, exact_dedup, summary
-from corpus.curate.filters import HeuristicConfig, LanguageConfig, ensure_some_kept, heuristic_check, language_check
+from corpus.curate.filters import (
+    EmptyOutputError,
+    HeuristicConfig,
+    LanguageConfig,
+    ensure_some_kept,
+    heuristic_check,
+    language_check,
+)
 from corpus.curate.minhash import DedupConfig, SignatureStore
 from corpus.curate.quality import QualityClassifier, QualityParams, train_from_parquet
 from corpus.curate.text import content_hash_of_words, words
 from corpus.pages import join_texts
 from corpus.run.progress import progress
-from corpus.run.stage import Stage, StageConfig, path_field, register_stage
+from corpus.run.stage import OUT, STAGES, Stage, StageConfig, path_field, register_stage
 from schemas import DECISION, DOCUMENT, PAPER, TableWriter, count_rows, iter_batches, iter_row_range, iter_rows
 
 
@@ -50,6 +58,14 @@ class DocumentStage(Stage):
     def input_files(self) -> list[str]:
         return [] if self.config.documents.startswith("{out}") else [self.config.documents]
 
+    def prepare(self):
+        """Refuse an input table with no rows, naming the file and the step that wrote it."""
+        path = self.input_path()
+        if count_rows(path, DOCUMENT) == 0:
+            writer = _writer_of(self.config.documents)
+            raise EmptyOutputError(f"{path} has no rows: " + (f"the {writer} step kept nothing" if writer
+                                                              else f"no documents to {self.name}"))
+
     def plan(self) -> list[int]:
         return list(range(count_rows(self.input_path(), DOCUMENT)))
 
@@ -62,6 +78,21 @@ class DocumentStage(Stage):
         kept = stats.get("decisions.kept", 0) + stats.get("decisions.changed", 0)
         reasons = {k: v for k, v in stats.items() if k.startswith("reason.")}
         ensure_some_kept(self.name, int(seen), int(kept), reasons)
+
+
+def _writer_of(documents: str) -> str | None:
+    """The registered step that writes ``documents`` when it is a ``{out}`` path (with its default
+    config), for messages; None for another file."""
+    if not documents.startswith(OUT):
+        return None
+    relative = documents[len(OUT):].lstrip("/")
+    for name, cls in sorted(STAGES.items()):
+        try:
+            if relative in cls().outputs():
+                return name
+        except Exception:  # noqa: BLE001 - a stage that needs config to say what it writes is not the one
+            continue
+    return None
 
 
 # ------------------------------------------------------------------------------------------------ clean

@@ -12,7 +12,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import fsspec
 
 from corpus.extract.latex import LatexConfig, LatexError, convert_source
 from corpus.extract.nougat import NougatConfig
@@ -26,7 +25,7 @@ from corpus.extract.routing import (
     route_pages,
 )
 from corpus.ingest.archives import ArchiveError, ArchiveLimits, unpack_source
-from corpus.ingest.sources import storage_options_for
+from corpus.ingest.sources import open_input
 
 #: source kinds that hold LaTeX
 LATEX_KINDS = ("tar", "gzip_tex", "tex", "folder")
@@ -73,7 +72,8 @@ class ExtractedDocument:
 
 
 def read_bytes(url: str, storage_options: dict | None = None) -> bytes:
-    with fsspec.open(url, "rb", **storage_options_for(url, storage_options)) as f:
+    """The bytes of one input file (a missing file, a FIFO or a folder raises ``SourceError``)."""
+    with open_input(url, storage_options) as f:
         return f.read()
 
 

@@ -19,7 +19,7 @@ from corpus.extract.nougat import NougatConfig
 from corpus.extract.ocr import OcrRunner, model_record
 from corpus.extract.pdf import PdfExtractConfig
 from corpus.ingest.archives import ArchiveLimits
-from corpus.run.stage import Stage, StageConfig, path_field, register_stage
+from corpus.run.stage import Stage, StageConfig, how_field, path_field, register_stage
 from schemas import DOCUMENT, OCR_PAGE, PAPER, iter_rows
 
 PAPER_COLUMNS = ["paper_id", "source_path", "source_kind", "source_sha256", "pdf_path", "pdf_sha256"]
@@ -32,7 +32,7 @@ class ExtractConfig(StageConfig):
     latex: LatexConfig = Field(default_factory=LatexConfig, description="LaTeX conversion options")
     pdf: PdfExtractConfig = Field(default_factory=PdfExtractConfig, description="PDF text-layer options (time limit, citations, OCR routing thresholds in pdf.routing)")
     limits: ArchiveLimits = Field(default_factory=ArchiveLimits, description="bounds on unpacking one source bundle")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description=(
+    storage_options: dict[str, Any] = how_field(default_factory=dict, description=(
         "fsspec options (credentials, anon, endpoint...) passed to every open of a remote path this step "
         "reads: the papers' PDFs and source bundles, for the text layer and for OCR (s3://arxiv/ also gets "
         "requester_pays=True unless set here); recorded in the manifest only with every value replaced "

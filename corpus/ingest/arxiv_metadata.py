@@ -13,7 +13,8 @@ the same object in a ``metadata`` key, are read too.
 :func:`read_metadata` streams the file (plain, ``.gz``, ``.bz2``, ``.xz``, ``.zst`` or ``.zip``;
 local path or any fsspec URL) line by line and yields a :class:`MetadataRecord` for each paper that
 passes a :class:`MetadataFilter`, and a :class:`MetadataError` (file, line number, reason) for each
-line it cannot read; it never raises for one bad line.
+line it cannot read; it never raises for one bad line. Pass it a ``filtered_out`` dict to learn which
+ids the filter excluded and why (``"category"`` or ``"date"``): one short entry per id, no record kept.
 
 Duplicates: the snapshot may list an id twice. One row per id is kept: the one with the most
 versions, then the latest last-version date, then the later line. See ``dedup`` on
@@ -184,8 +185,7 @@ def _first_author(obj: dict[str, Any], authors: str | None) -> str | None:
 def parse_record(obj: Any, *, line: int = 0) -> MetadataRecord:
     """Turn one snapshot object (or an unarXive record with a ``metadata`` key) into a
     :class:`MetadataRecord` at its latest version. Raises :class:`RecordError` when it is not one."""
-    if isinstance(obj, dict) and "id" not in obj and isinstance(obj.get("metadata"), dict):
-        obj = obj["metadata"]  # unarXive
+    obj = _unwrap(obj)
     if not isinstance(obj, dict):
         raise RecordError(f"expected a JSON object, found {type(obj).__name__}")
     raw_id = obj.get("id")
@@ -234,12 +234,25 @@ def parse_record(obj: Any, *, line: int = 0) -> MetadataRecord:
 def _may_match(obj: Any, flt: MetadataFilter) -> bool:
     """Cheap category pre-check before the full parse: False only for a well-formed category
     string that fails the filter (such records are skipped without being validated further)."""
-    if isinstance(obj, dict) and "id" not in obj and isinstance(obj.get("metadata"), dict):
-        obj = obj["metadata"]
+    obj = _unwrap(obj)
     cats = obj.get("categories") if isinstance(obj, dict) else None
     if not isinstance(cats, str) or not cats.split():
         return True  # let parse_record report what is wrong
     return flt.matches_categories(cats.split())
+
+
+def _unwrap(obj: Any) -> Any:
+    """The snapshot object itself (unarXive wraps it in a ``metadata`` key)."""
+    if isinstance(obj, dict) and "id" not in obj and isinstance(obj.get("metadata"), dict):
+        return obj["metadata"]
+    return obj
+
+
+def _raw_paper_id(obj: Any) -> str | None:
+    """The canonical arXiv id of a snapshot object, without validating the rest of it."""
+    raw = obj.get("id") if isinstance(obj, dict) else None
+    parsed = parse_arxiv_id(raw) if isinstance(raw, str) else None
+    return parsed[0] if parsed else None
 
 
 def _rank(rec: MetadataRecord) -> tuple[int, date, int]:
@@ -255,7 +268,7 @@ def _lines(path: str, storage_options: dict[str, Any] | None) -> Iterator[tuple[
 
 def _parse_lines(
     path: str, flt: MetadataFilter, storage_options: dict[str, Any] | None, stats: MetadataStats,
-    only_lines: set[int] | None = None,
+    only_lines: set[int] | None = None, filtered_out: dict[str, str] | None = None,
 ) -> Iterator[MetadataRecord | MetadataError]:
     last = max(only_lines, default=0) if only_lines is not None else 0
     for n, raw in _lines(path, storage_options):
@@ -276,6 +289,9 @@ def _parse_lines(
             obj = json.loads(raw)
             if not _may_match(obj, flt):
                 stats.parsed += 1
+                pid = _raw_paper_id(_unwrap(obj))
+                if filtered_out is not None and pid is not None:
+                    filtered_out.setdefault(pid, "category")
                 continue
             rec = parse_record(obj, line=n)
         except UnicodeDecodeError as e:
@@ -294,6 +310,8 @@ def _parse_lines(
         if flt.matches_categories(rec.categories) and flt.matches_date(rec.submitted):
             stats.matched += 1
             yield rec
+        elif filtered_out is not None:
+            filtered_out.setdefault(rec.paper_id, "category" if not flt.matches_categories(rec.categories) else "date")
 
 
 def read_metadata(
@@ -303,6 +321,7 @@ def read_metadata(
     dedup: Literal["two_pass", "memory", "none"] = "two_pass",
     storage_options: dict[str, Any] | None = None,
     stats: MetadataStats | None = None,
+    filtered_out: dict[str, str] | None = None,
 ) -> Iterator[MetadataRecord | MetadataError]:
     """Stream a metadata snapshot, yielding matching records and per-line errors.
 
@@ -325,6 +344,9 @@ def read_metadata(
             appearance); errors come before records in the deduplicating modes.
         storage_options: passed to fsspec (credentials are never recorded or logged).
         stats: optional counters, updated as the file is read.
+        filtered_out: optional dict, filled as the file is read with ``paper id -> "category"`` or
+            ``"date"`` for every well-formed row the filter excluded (the first reason seen per id).
+            An id may also be yielded when another of its rows matches.
 
     Yields:
         :class:`MetadataRecord` for each kept paper and :class:`MetadataError` for each bad line.
@@ -333,7 +355,7 @@ def read_metadata(
     stats = stats if stats is not None else MetadataStats()
     path = str(path)
     if dedup == "none":
-        for item in _parse_lines(path, flt, storage_options, stats):
+        for item in _parse_lines(path, flt, storage_options, stats, filtered_out=filtered_out):
             if isinstance(item, MetadataRecord):
                 stats.yielded += 1
             yield item
@@ -341,7 +363,7 @@ def read_metadata(
     if dedup not in ("two_pass", "memory"):
         raise ValueError(f"dedup must be 'two_pass', 'memory' or 'none', not {dedup!r}")
     best: dict[str, Any] = {}
-    for item in _parse_lines(path, flt, storage_options, stats):
+    for item in _parse_lines(path, flt, storage_options, stats, filtered_out=filtered_out):
         if isinstance(item, MetadataError):
             yield item
             continue

@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import posixpath
+import stat
 import tarfile
 import xml.etree.ElementTree as ET
 import zlib
@@ -94,6 +95,34 @@ def storage_options_for(url: str, storage_options: dict[str, Any] | None = None)
 
 def _is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
+
+
+def printable_name(name: str) -> str:
+    """A file name or URL as valid UTF-8 text (what Parquet strings must be): bytes that are not UTF-8
+    (held by Python as surrogate escapes, e.g. ``b"caf\\xe9.pdf"``) are shown as ``\\xe9``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def open_input(url: str, storage_options: dict[str, Any] | None = None):
+    """Open one input file for binary reading (local path, fsspec URL or ``tar://member::<tar>``).
+
+    A local file (or the local tar holding a member) is checked first and refused with a
+    :class:`SourceError` when it is missing (a dangling link), unreadable, or not a regular file:
+    opening a FIFO for reading would wait forever for a writer.
+    """
+    outer = url.rsplit("::", 1)[-1]
+    if _is_local(outer):
+        path = outer.removeprefix("file://")
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError as e:
+            raise SourceError(url, "not found (a missing file or a dangling link)") from e
+        except OSError as e:
+            raise SourceError(url, f"cannot read: {type(e).__name__}: {e.strerror}") from e
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a device or socket"
+            raise SourceError(url, f"is {kind}, not a regular file; not read")
+    return fsspec.open(url, "rb", **storage_options_for(outer, storage_options))
 
 
 @dataclass(frozen=True)
@@ -203,7 +232,7 @@ def list_inputs(
     if is_dir:
         files = list(_walk(fs, root, location, role))
     else:
-        with fs.open(root, "rb") as f:
+        with open_input(location, storage_options) as f:
             head = f.read(512)
         if detect_kind(head) == "tar":
             files = [sf for sf, _ in _iter_tar(location, opts, role, data=False)]
@@ -281,9 +310,8 @@ def read_input(sf: SourceFile, *, storage_options: dict[str, Any] | None = None,
     """The bytes of one listed file (for tar members this opens the tar by random access)."""
     if sf.is_dir:
         raise SourceError(sf.url, "is a folder; pass its location to unpack_source instead")
-    opts = storage_options_for(sf.location, storage_options)
     try:
-        with fsspec.open(sf.url, "rb", **opts) as f:
+        with open_input(sf.url, storage_options) as f:
             data = f.read(max_bytes + 1)
     except FileNotFoundError as e:
         raise SourceError(sf.url, "not found") from e

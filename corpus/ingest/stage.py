@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
-import fsspec
 from pydantic import Field
 
 from corpus.arxiv_ids import content_id
@@ -28,12 +27,14 @@ from corpus.ingest.sources import (
     fetch_chunk,
     is_manifest,
     list_inputs,
+    open_input,
+    printable_name,
     read_manifest,
+    redact_url,
     select_chunks,
-    storage_options_for,
 )
 from corpus.run.progress import progress
-from corpus.run.stage import Stage, StageConfig, path_field, register_stage
+from corpus.run.stage import Stage, StageConfig, how_field, path_field, register_stage
 from schemas import PAPER, sha256_file
 
 
@@ -51,11 +52,15 @@ class IngestConfig(StageConfig):
         "keep", description="files with no matching metadata row: keep as papers named by content hash, or drop (recorded)")
     require_files: bool = Field(True, description="drop (recorded) metadata rows that have no PDF or source file")
     download_dir: str = path_field("{out}/_downloads", "where fetched bulk chunks are kept (reused on rerun)")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description=(
+    storage_options: dict[str, Any] = how_field(default_factory=dict, description=(
         "fsspec options (credentials, anon, endpoint...) passed to every open and listing of a remote path "
         "this step reads: metadata, input folders, bulk manifests and chunks, paper files (s3://arxiv/ also "
         "gets requester_pays=True unless set here); recorded in the manifest only with every value "
         "replaced by <redacted>"))
+
+
+class NothingIngested(RuntimeError):
+    """An ingest run that kept no paper."""
 
 
 @dataclass
@@ -87,7 +92,7 @@ def hash_and_head(url: str, storage_options: dict | None = None) -> tuple[str, b
         if len(head) < HEAD_BYTES:
             head.extend(block[: HEAD_BYTES - len(head)])
 
-    with fsspec.open(url, "rb", **storage_options_for(url, storage_options)) as f:
+    with open_input(url, storage_options) as f:
         digest = sha256_file(f, on_block=keep_head)
     return digest, bytes(head)
 
@@ -97,7 +102,7 @@ def pdf_title(url: str, storage_options: dict | None = None) -> tuple[str | None
     import pymupdf
 
     try:
-        with fsspec.open(url, "rb", **storage_options_for(url, storage_options)) as f:
+        with open_input(url, storage_options) as f:
             doc = pymupdf.open(stream=f.read(), filetype="pdf")
         with doc:
             title = (doc.metadata or {}).get("title", "").strip()
@@ -131,11 +136,13 @@ class Ingest(Stage):
         c = self.config
         decisions: list[DecisionItem] = []
         records: dict[str, MetadataRecord] = {}
+        filtered_out: dict[str, str] = {}  # arxiv id -> "category" / "date": rows the filter excluded
         counts: dict[str, int] = {}
         flt = MetadataFilter(list(c.categories), c.since, c.until, c.include_cross_lists)
         for path in c.metadata:
             stats = MetadataStats()
-            records_read = read_metadata(path, flt, storage_options=c.storage_options, stats=stats)
+            records_read = read_metadata(path, flt, storage_options=c.storage_options, stats=stats,
+                                         filtered_out=filtered_out)
             for item in progress(records_read, desc=f"metadata {path.rsplit('/', 1)[-1]}", unit="paper", disable=self.quiet):
                 if isinstance(item, MetadataError):
                     decisions.append(DecisionItem(f"!{item.item_id}", item.item_id, "failed", "malformed_metadata_line",
@@ -150,7 +157,7 @@ class Ingest(Stage):
         loose: list[SourceFile] = []  # files whose names hold no arXiv id
         for role, locations in (("pdf", c.pdfs), ("src", c.sources)):
             for location in locations:
-                for sf in self._list(location, role, decisions):
+                for sf in self._list(self.path(location), role, decisions):
                     if sf.paper_id is None:
                         loose.append(sf)
                         continue
@@ -163,6 +170,12 @@ class Ingest(Stage):
         items: list[PaperItem | DecisionItem] = list(decisions)
         for arxiv_id, roles in files.items():
             record = records.get(arxiv_id)
+            if record is None and arxiv_id in filtered_out:  # that paper, excluded by the filter
+                for sf in roles.values():
+                    items.append(DecisionItem(arxiv_id, sf.url, "dropped", "filtered_out",
+                                              self._filter_detail(arxiv_id, filtered_out[arxiv_id], sf.url)))
+                counts["files.filtered_out"] = counts.get("files.filtered_out", 0) + len(roles)
+                continue
             if record is None and (c.metadata and c.unmatched_files == "drop"):
                 for sf in roles.values():
                     items.append(DecisionItem(arxiv_id, sf.url, "dropped", "no_matching_metadata",
@@ -183,11 +196,19 @@ class Ingest(Stage):
         counts["files.listed"] = sum(len(r) for r in files.values()) + len(loose)
         return counts
 
+    def _filter_detail(self, arxiv_id: str, why: str, url: str) -> dict:
+        """What a ``filtered_out`` decision says: the paper, the file, and the filter that excluded it."""
+        c = self.config
+        if why == "category":
+            return {"arxiv_id": arxiv_id, "file": url, "filter": "categories", "categories": list(c.categories),
+                    "include_cross_lists": c.include_cross_lists}
+        return {"arxiv_id": arxiv_id, "file": url, "filter": "since/until", "since": c.since, "until": c.until}
+
     def _list(self, location: str, role: str, decisions: list[DecisionItem]) -> Iterator[SourceFile]:
         c = self.config
         try:
             if not is_manifest(location):
-                yield from list_inputs(location, storage_options=c.storage_options, role=role)
+                yield from self._named(list_inputs(location, storage_options=c.storage_options, role=role), decisions)
                 return
             chunks = select_chunks(read_manifest(location, storage_options=c.storage_options), c.bulk_since, c.bulk_until)
             for chunk in progress(chunks, desc=f"fetch {role} chunks", unit="chunk", disable=self.quiet):
@@ -195,11 +216,26 @@ class Ingest(Stage):
                 try:
                     got = fetch_chunk(url, self.path(c.download_dir), md5=chunk.md5sum, size=chunk.size,
                                       storage_options=c.storage_options)
-                    yield from list_inputs(str(got.path), role=role)
+                    yield from self._named(list_inputs(str(got.path), role=role), decisions)
                 except SourceError as e:
-                    decisions.append(DecisionItem(f"!{url}", url, "failed", "chunk_unavailable", {"error": str(e)}))
+                    decisions.append(DecisionItem(f"!{url}", redact_url(url), "failed", "chunk_unavailable", {"error": str(e)}))
         except SourceError as e:
-            decisions.append(DecisionItem(f"!{location}", location, "failed", "location_unavailable", {"error": str(e)}))
+            decisions.append(DecisionItem(f"!{location}", redact_url(location), "failed", "location_unavailable",
+                                          {"error": str(e)}))
+
+    @staticmethod
+    def _named(files: Iterator[SourceFile], decisions: list[DecisionItem]) -> Iterator[SourceFile]:
+        """The listed files whose names are text; a name that is not UTF-8 (which no table can hold)
+        becomes a failed decision naming the file, its bytes shown as ``\\xNN``."""
+        for sf in files:
+            try:
+                sf.url.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = printable_name(sf.url)
+                decisions.append(DecisionItem(f"!{shown}", shown, "failed", "undecodable_file_name",
+                                              {"error": "the file name is not UTF-8; rename the file"}))
+                continue
+            yield sf
 
     def _name_unmatched(self, items: list) -> list:
         """Papers with no metadata are named by the sha256 of their PDF (else source); duplicates dropped."""
@@ -213,7 +249,7 @@ class Ingest(Stage):
             sf = item.pdf or item.src
             try:
                 sha, _ = hash_and_head(sf.url, self.config.storage_options)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, SourceError) as e:
                 out.append(DecisionItem(f"!{sf.url}", sf.url, "failed", "unreadable_file", {"error": f"{type(e).__name__}: {e}"}))
                 continue
             pid = content_id(sha)
@@ -224,6 +260,26 @@ class Ingest(Stage):
             item.key, item.content_sha256 = pid, sha
             out.append(item)
         return out
+
+    def finish(self, stats: dict[str, float]) -> None:
+        """Refuse a run that kept no paper, saying why (0 papers is a misconfiguration, never a result)."""
+        if stats.get("rows.papers.parquet", 0):
+            return
+        c = self.config
+        causes = []
+        if not (c.metadata or c.pdfs or c.sources):
+            causes.append("no metadata, pdfs or sources given")
+        if c.metadata and not stats.get("metadata.matched", 0):
+            dates = "".join(f", {k} {v}" for k, v in (("since", c.since), ("until", c.until)) if v)
+            causes.append(f"no metadata row matched categories {list(c.categories)}{dates} "
+                          f"(of {int(stats.get('metadata.parsed', 0))} rows read)")
+        elif c.metadata and not (c.pdfs or c.sources) and c.require_files:
+            causes.append("metadata given but no --pdfs or --sources (require_files drops every row without a file; "
+                          "set require_files false to keep metadata-only papers)")
+        outcome = ", ".join(f"{k.removeprefix('decisions.')} {int(v)}" for k, v in sorted(stats.items())
+                            if k.startswith("decisions."))
+        causes.append(f"decisions: {outcome or 'none'} (see {self.decisions_file})")
+        raise NothingIngested(f"ingest kept 0 of {int(stats.get('items', 0))} items: " + "; ".join(causes))
 
     # -- shards ---------------------------------------------------------------------------------
     def plan(self) -> list:

@@ -2,18 +2,27 @@
 
 Three nets, applied to everything sagecorpus writes about a run:
 1. keys that name a secret (``api_key``, ``token``, ``password``, ``authorization`` ...) have their
-   values replaced, whatever the value is;
-2. values shaped like a credential (``Bearer ...``, ``sk-...``, ``hf_...``, AWS key ids) are replaced;
+   values replaced, whatever the value is, and so has every value of a ``storage_options`` dict
+   (fsspec credentials: s3fs ``key``/``secret``, gcsfs ``token``, ...; the keys stay);
+2. values shaped like a credential (``Bearer ...``, ``sk-...``, ``hf_...``, AWS key ids, the
+   ``user:password@`` part of a URL) are replaced;
 3. the value of any environment variable whose name looks secret (``HF_TOKEN``, ``OPENAI_API_KEY``,
    ``AWS_SECRET_ACCESS_KEY`` ...) is replaced wherever it appears inside a string.
+
+:func:`redact_argv` applies them to a command line (the value after ``--password``, ``--storage-options``
+and the like, JSON values), and :func:`describe_error` turns an exception into a message that never
+echoes the offending input.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 from typing import Any
+
+from pydantic import ValidationError
 
 REDACTED = "<redacted>"
 
@@ -28,6 +37,10 @@ SECRET_VALUE = re.compile(
     r"|\b(AKIA|ASIA)[A-Z0-9]{16}\b"
     r"|\bxox[abprs]-[A-Za-z0-9-]{10,})"
 )
+URL_CREDENTIALS = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"]+@")
+"""The ``user:password@`` (or ``KEY:SECRET@``, ``token@``) part of a URL."""
+OPTIONS_KEY = "storage_options"
+"""A dict under this key holds fsspec credentials: every value of it is redacted, the keys kept."""
 SECRET_ENV = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|CREDENTIAL|AUTH)", re.IGNORECASE)
 MIN_ENV_SECRET_LEN = 6
 
@@ -46,18 +59,21 @@ def is_secret_key(key: str) -> bool:
 
 
 def redact_text(text: str) -> str:
-    """Replace credential-shaped substrings and secret environment values in ``text``."""
+    """Replace credential-shaped substrings (URL credentials included) and secret environment values in ``text``."""
     for value in secret_env_values():
         if value in text:
             text = text.replace(value, REDACTED)
+    text = URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     return SECRET_VALUE.sub(REDACTED, text)
 
 
 def redact(obj: Any) -> Any:
-    """A copy of a JSON-like object with secrets replaced (by key name and by value)."""
+    """A copy of a JSON-like object with secrets replaced (by key name and by value); a dict under a
+    ``storage_options`` key keeps its keys and loses every value."""
     if isinstance(obj, dict):
         return {
-            k: (REDACTED if is_secret_key(k) and v not in (None, "", [], {}) else redact(v))
+            k: (REDACTED if is_secret_key(k) and v not in (None, "", [], {})
+                else {o: REDACTED for o in v} if k == OPTIONS_KEY and isinstance(v, dict) else redact(v))
             for k, v in obj.items()
         }
     if isinstance(obj, (list, tuple)):
@@ -65,6 +81,62 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, str):
         return redact_text(obj)
     return obj
+
+
+def _secret_option(arg: str) -> bool:
+    """Whether a command-line option (``--hf-token``, ``--storage-options``) takes a secret value."""
+    name = arg.lstrip("-").replace("-", "_")
+    return arg.startswith("-") and (is_secret_key(name) or name == OPTIONS_KEY)
+
+
+def _redact_arg_value(option: str, value: str) -> str:
+    if option.lstrip("-").replace("-", "_") == OPTIONS_KEY:
+        try:
+            return json.dumps(redact({OPTIONS_KEY: json.loads(value)})[OPTIONS_KEY], sort_keys=True)
+        except ValueError:
+            return REDACTED
+    return REDACTED
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """A command line fit to record: the value after an option whose name is secret-like or is
+    ``--storage-options`` (also in ``--opt=value`` form) is redacted (storage options keep their keys),
+    a JSON object or list given as a value is redacted as data, and every argument as text."""
+    out: list[str] = []
+    secret_next = None
+    for arg in argv:
+        if secret_next is not None:
+            out.append(_redact_arg_value(secret_next, arg))
+            secret_next = None
+            continue
+        option, eq, value = arg.partition("=")
+        if _secret_option(option):
+            if eq:
+                out.append(f"{option}={_redact_arg_value(option, value)}")
+            else:
+                out.append(arg)
+                secret_next = arg
+            continue
+        if arg.lstrip()[:1] in ("{", "["):
+            try:
+                out.append(json.dumps(redact(json.loads(arg)), sort_keys=True))
+                continue
+            except ValueError:
+                pass
+        out.append(redact_text(arg))
+    return out
+
+
+def describe_error(e: BaseException) -> str:
+    """What to tell the user about an error, never echoing a secret: a pydantic validation error is
+    one line per problem (where and what, without the input value); anything else is its text redacted."""
+    if isinstance(e, ValidationError):
+        problems = [
+            f"  {'.'.join(str(part) for part in err['loc']) or '(top level)'}: {redact_text(err['msg'])}"
+            for err in e.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        return f"invalid {e.title} ({len(problems)} problem{'s' * (len(problems) != 1)}):\n" + "\n".join(problems)
+    return redact_text(str(e))
 
 
 class RedactingFilter(logging.Filter):
