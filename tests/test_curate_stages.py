@@ -9,7 +9,7 @@ import random
 import pymupdf
 import pytest
 
-from corpus.curate.filters import EmptyOutputError
+from corpus.run.stage import EmptyOutputError
 from corpus.run.executor import ExecutorConfig
 from corpus.run.recipe import Recipe, Step, run_recipe
 from schemas import DECISION, DOCUMENT, read_polars, write_table

@@ -163,11 +163,11 @@ def test_a_step_that_reads_a_missing_file_names_the_step_to_run_first_and_leaves
     out = tmp_path / "new"
     assert main(["toy", "kept", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "decisions/wordcount.parquet" in err and "'wordcount'" in err and "first" in err
+    assert "decisions/wordcount.parquet" in err and f"run 'sagecorpus wordcount --out {out}' first" in err
     assert not out.exists()
     assert main(["curate", "clean", "--out", str(out), "--quiet"]) == 2  # --quiet after the verb
     err = capsys.readouterr().err
-    assert "documents.parquet" in err and "'extract'" in err and not out.exists()
+    assert "documents.parquet" in err and "'sagecorpus extract --out" in err and not out.exists()
 
 
 def test_the_step_by_step_cli_flow_accumulates_verifies_and_rebuilds(texts, tmp_path, capsys):

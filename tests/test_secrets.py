@@ -16,6 +16,7 @@ from corpus.ingest.stage import Ingest
 from corpus.run.executor import ExecutorConfig
 from corpus.run.recipe import Recipe, Step, run_recipe
 from corpus.run.secrets import REDACTED, describe_error, redact, redact_argv, redact_text
+from schemas import DECISION, read_polars
 
 SECRETS = ("hunter2pass", "AKIDEXAMPLEKEY77", "wJalrXUtnFEMIbPxRfiCYEXAMPLE", "gcs-token-value-9", "pw-horse-battery")
 
@@ -86,7 +87,8 @@ def test_a_run_whose_config_and_urls_carry_secrets_writes_none_of_them(fixtures,
     steps = [Step(stage="ingest", config={"pdfs": [str(pdfs), url], "storage_options": options}),
              Step(stage="extract", config={"storage_options": {"token": "gcs-token-value-9"}})]
     out = tmp_path / "out"
-    run_recipe(Recipe(steps=steps, executor=ExecutorConfig(tasks=2, workers=2, quiet=True)), out)
+    argv = ["ingest", "--pdfs", str(pdfs), url, "--storage-options", json.dumps(options), f"--api-key={options['secret']}"]
+    run_recipe(Recipe(steps=steps, executor=ExecutorConfig(tasks=2, workers=2, quiet=True)), out, argv=argv)
     assert (out / "_work" / "00-ingest" / "logs" / "executor.json").exists()  # datatrove's, from Stage.__repr__
     # not checked: the step's private plan (_work/00-ingest/plan.pkl) keeps the locations as given, credentials
     # included, because the shards open the files with them (see the report: credentials belong in storage_options)
@@ -104,3 +106,21 @@ def test_a_run_whose_config_and_urls_carry_secrets_writes_none_of_them(fixtures,
 def test_stage_repr_hides_storage_options():
     shown = repr(Ingest({"storage_options": {"key": "AKIDEXAMPLEKEY77"}}))
     assert "AKIDEXAMPLEKEY77" not in shown and '"storage_options": {"key": "<redacted>"}' in shown
+
+
+def test_an_unreachable_input_url_is_recorded_and_the_run_goes_on(fixtures, tmp_path, capfd):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pdfs = tmp_path / "pdf"
+    pdfs.mkdir()
+    shutil.copy(fixtures / "pdf" / "aastex63_sample_article.pdf", pdfs / "a.pdf")
+    url = f"http://127.0.0.1:{port}/pdfs/"
+    manifest = run_recipe(Recipe(steps=[Step(stage="ingest", config={"pdfs": [str(pdfs), url]})],
+                                 executor=ExecutorConfig(tasks=1, quiet=True)), tmp_path / "out")
+    assert {e.path: e.sha256 for e in manifest.inputs}[url] == "unavailable"
+    assert f"input {url} cannot be read" in capfd.readouterr().err
+    rows = read_polars(tmp_path / "out" / "decisions/ingest.parquet", DECISION)
+    assert rows.filter(rows["item_id"] == url)["reason"].to_list() == ["location_unavailable"]

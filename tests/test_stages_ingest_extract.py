@@ -16,6 +16,7 @@ import pytest
 
 from corpus.cli import main
 from corpus.run.executor import ExecutorConfig
+from corpus.run.manifest import verify
 from corpus.run.recipe import Recipe, Step, run_recipe
 from schemas import DECISION, DOCUMENT, PAPER, read_polars
 
@@ -233,7 +234,7 @@ def fifo_writer_after_a_reader(fifos):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_fifo_non_utf8_name_and_unreadable_files_become_failed_rows_and_the_run_goes_on(fixtures, tmp_path, workers):
     out = tmp_path / "out"
-    pdfs = out / "incoming"  # under the run folder: the manifest does not list it (see the report on manifest inputs)
+    pdfs = tmp_path / "incoming"
     pdfs.mkdir(parents=True)
     shutil.copy(fixtures / "pdf" / "aastex63_sample_article.pdf", pdfs / "good.pdf")
     shutil.copy(fixtures / "pdf" / "hwobows_vaughan2023_mnras.pdf", os.path.join(os.fsencode(pdfs), b"caf\xe9.pdf"))
@@ -245,11 +246,14 @@ def test_fifo_non_utf8_name_and_unreadable_files_become_failed_rows_and_the_run_
     meta = tmp_path / "m.jsonl"
     meta.write_text("".join(json.dumps({"id": i, "categories": "astro-ph.GA", "title": "t", "abstract": "a", "versions": [
         {"version": "v1", "created": "Mon, 2 Jan 2023 10:00:00 GMT"}]}) + "\n" for i in ("2301.00003", "2301.00004")))
-    recipe = Recipe(steps=[Step(stage="ingest", config={"pdfs": ["{out}/incoming"], "metadata": [str(meta)]}),
+    recipe = Recipe(steps=[Step(stage="ingest", config={"pdfs": [str(pdfs)], "metadata": [str(meta)]}),
                            Step(stage="extract", config={})],
                     executor=ExecutorConfig(tasks=2, workers=workers, quiet=True))
     with fifo_writer_after_a_reader(fifos):
-        run_recipe(recipe, out)
+        manifest = run_recipe(recipe, out)
+    # the manifest lists the regular files of the folder, the one with a non-UTF-8 name too, and verifies
+    assert os.path.join(os.fsdecode(os.fsencode(pdfs)), os.fsdecode(b"caf\xe9.pdf")) in {e.path for e in manifest.inputs}
+    assert verify(out / "manifest.json") == []
     papers = read_polars(out / "papers.parquet", PAPER)
     assert papers["pdf_path"].to_list() == [str(pdfs / "good.pdf")]
     failed = {r["item_id"]: r for r in decisions(out, "ingest").iter_rows(named=True) if r["action"] == "failed"}

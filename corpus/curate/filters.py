@@ -30,10 +30,7 @@ from functools import lru_cache
 import numpy as np
 
 from corpus.curate import text as T
-
-
-class EmptyOutputError(RuntimeError):
-    """A curation step would drop every document: almost always a misconfiguration, never silent."""
+from corpus.run.stage import EmptyOutputError
 
 
 def ensure_some_kept(stage: str, n_in: int, n_kept: int, reasons: Counter | dict | None = None) -> None:

@@ -27,8 +27,8 @@ from corpus.curate import minhash
 from corpus.curate.clean import CleanConfig, clean_text, drop_until_next_section
 from corpus.curate.decontaminate import SourceExclusion, load_index
 from corpus.curate.dedup import cluster, exact_dedup, summary
+from corpus.run.stage import EmptyOutputError
 from corpus.curate.filters import (
-    EmptyOutputError,
     HeuristicConfig,
     LanguageConfig,
     ensure_some_kept,
@@ -40,7 +40,7 @@ from corpus.curate.quality import QualityClassifier, QualityParams, train_from_p
 from corpus.curate.text import content_hash_of_words, words
 from corpus.pages import join_texts
 from corpus.run.progress import progress
-from corpus.run.stage import OUT, STAGES, Stage, StageConfig, path_field, register_stage
+from corpus.run.stage import OUT, Stage, StageConfig, path_field, register_stage, writers_of
 from schemas import DECISION, DOCUMENT, PAPER, TableWriter, count_rows, iter_batches, iter_row_range, iter_rows
 
 
@@ -62,8 +62,8 @@ class DocumentStage(Stage):
         """Refuse an input table with no rows, naming the file and the step that wrote it."""
         path = self.input_path()
         if count_rows(path, DOCUMENT) == 0:
-            writer = _writer_of(self.config.documents)
-            raise EmptyOutputError(f"{path} has no rows: " + (f"the {writer} step kept nothing" if writer
+            writers = writers_of(self.config.documents[len(OUT) + 1:]) if self.config.documents.startswith(OUT) else []
+            raise EmptyOutputError(f"{path} has no rows: " + (f"the {writers[0]} step kept nothing" if writers
                                                               else f"no documents to {self.name}"))
 
     def plan(self) -> list[int]:
@@ -78,21 +78,6 @@ class DocumentStage(Stage):
         kept = stats.get("decisions.kept", 0) + stats.get("decisions.changed", 0)
         reasons = {k: v for k, v in stats.items() if k.startswith("reason.")}
         ensure_some_kept(self.name, int(seen), int(kept), reasons)
-
-
-def _writer_of(documents: str) -> str | None:
-    """The registered step that writes ``documents`` when it is a ``{out}`` path (with its default
-    config), for messages; None for another file."""
-    if not documents.startswith(OUT):
-        return None
-    relative = documents[len(OUT):].lstrip("/")
-    for name, cls in sorted(STAGES.items()):
-        try:
-            if relative in cls().outputs():
-                return name
-        except Exception:  # noqa: BLE001 - a stage that needs config to say what it writes is not the one
-            continue
-    return None
 
 
 # ------------------------------------------------------------------------------------------------ clean

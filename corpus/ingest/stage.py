@@ -34,7 +34,7 @@ from corpus.ingest.sources import (
     select_chunks,
 )
 from corpus.run.progress import progress
-from corpus.run.stage import Stage, StageConfig, how_field, path_field, register_stage
+from corpus.run.stage import EmptyOutputError, Stage, StageConfig, how_field, path_field, register_stage
 from schemas import PAPER, sha256_file
 
 
@@ -59,7 +59,7 @@ class IngestConfig(StageConfig):
         "replaced by <redacted>"))
 
 
-class NothingIngested(RuntimeError):
+class NothingIngested(EmptyOutputError):
     """An ingest run that kept no paper."""
 
 

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from corpus.run.secrets import redact
+from corpus.run.secrets import redact, redact_argv
 from schemas import count_rows, sha256_file, table_of
 
 FORMAT = 2  # 2: steps carry their identity and what they read; ``sources`` lists the input folders as given
@@ -143,7 +143,9 @@ class Manifest:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(self.to_json())
+        # a file name that is not UTF-8 (read by Python as lone surrogates) is written as its JSON
+        # escape (\udce9), which json reads back as the same name
+        tmp.write_bytes(self.to_json().encode("utf-8", "backslashreplace"))
         tmp.replace(path)
         return path
 
@@ -161,7 +163,8 @@ class Manifest:
 
 
 def run_record(start: str, argv: list[str] | None = None) -> dict:
-    return {"start": start, "end": now(), "host": socket.gethostname(), "argv": argv or sys.argv[1:]}
+    """When and where the run ran, and its command line with every secret option value redacted."""
+    return {"start": start, "end": now(), "host": socket.gethostname(), "argv": redact_argv(argv or sys.argv[1:])}
 
 
 def check_inputs(manifest: Manifest) -> list[str]:

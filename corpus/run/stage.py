@@ -245,6 +245,10 @@ def per_process(key: str, factory: Callable[[], Any]) -> Any:
     return _PER_PROCESS[key]
 
 
+class EmptyOutputError(RuntimeError):
+    """A step would write (or read) a table with no rows: almost always a misconfiguration, never silent."""
+
+
 STAGES: dict[str, type[Stage]] = {}
 ENTRY_POINT_GROUP = "sagecorpus.stages"
 VERB_GROUPS: dict[str, str] = {}  # CLI group words (e.g. "curate") -> help
@@ -308,7 +312,7 @@ def writers_of(relative: str) -> list[str]:
     for name, cls in sorted(all_stages().items()):
         try:
             if relative in cls(cls.config_class.model_construct()).outputs():  # defaults; required fields unset
-                names.append(cls.verb or name)
+                names.append(name)
         except Exception:  # a stage whose default config cannot be built writes nothing by default
             continue
     return names

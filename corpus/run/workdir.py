@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpus.run.manifest import FileEntry, input_entry
+from corpus.run.secrets import redact_text
 from corpus.run.stage import Stage
 from schemas import sha256_file
 
@@ -68,17 +69,29 @@ def hash_reads(stage: Stage, inputs: list[str], known: dict[str, str]) -> StepRe
                 raise FileNotFoundError(missing_read_message(stage, rel))
             known[rel] = sha256_file(path)
         reads.run_files[rel] = known[rel]
-    reads.inputs = [input_entry(p) for p in inputs]
+    reads.inputs = [_input_or_unavailable(stage, p) for p in inputs]
     return reads
 
 
+UNAVAILABLE = "unavailable"
+
+
+def _input_or_unavailable(stage: Stage, path: str) -> FileEntry:
+    """An input's entry; one that cannot be read is recorded as unavailable (the stage's own rows say
+    what it could not read), so one unreachable URL never stops the run before it starts."""
+    try:
+        return input_entry(path)
+    except (OSError, ValueError) as e:
+        note(f"step {stage.name}: input {redact_text(path)} cannot be read ({type(e).__name__}: {redact_text(str(e))})")
+        return FileEntry(path, 0, UNAVAILABLE)
+
+
 def missing_read_message(stage: Stage, rel: str) -> str:
-    from corpus.run.stage import writers_of
+    from corpus.run.stage import get_stage, writers_of
 
     out = stage.out_dir
-    writers = writers_of(rel)
-    hint = (f"run the {' or '.join(repr(w) for w in writers)} step into {out} first" if writers
-            else "run the step that writes it first")
+    verbs = [f"'sagecorpus {get_stage(w).verb or w} --out {out}'" for w in writers_of(rel)]
+    hint = f"run {' or '.join(verbs)} first" if verbs else "run the step that writes it first"
     return f"step {stage.name} reads {out / rel}, which does not exist: {hint}"
 
 
