@@ -12,6 +12,7 @@ chain the files: ``documents.parquet`` -> ``curated/clean.parquet`` -> ``curated
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
 from collections import Counter
 from collections.abc import Iterator
 from functools import lru_cache
@@ -78,6 +79,29 @@ class DocumentStage(Stage):
         kept = stats.get("decisions.kept", 0) + stats.get("decisions.changed", 0)
         reasons = {k: v for k, v in stats.items() if k.startswith("reason.")}
         ensure_some_kept(self.name, int(seen), int(kept), reasons)
+
+
+class FilterStage(DocumentStage):
+    """A document stage that keeps or drops each document as it is: subclasses write :meth:`check`
+    (and :meth:`setup` for what a shard loads once); the loop, the rows and the counters are here."""
+
+    def setup(self) -> None:
+        """Load what :meth:`check` needs, once per shard (models, indexes)."""
+
+    @abstractmethod
+    def check(self, doc: dict) -> tuple[bool, str, float | None, dict]:
+        """``(keep, reason, score, detail)`` for one document; detail goes into its decision row."""
+
+    def process(self, items):
+        self.setup()
+        for doc in self.documents(items):
+            keep, reason, score, detail = self.check(doc)
+            if keep:
+                yield self.output, [doc]
+            else:
+                self.stat_update(f"reason.{reason.split(':')[0]}")
+            yield self.decisions_file, [self.decision(doc["paper_id"], "kept" if keep else "dropped", reason,
+                                                      score=score, **detail)]
 
 
 # ------------------------------------------------------------------------------------------------ clean
@@ -250,7 +274,7 @@ class FilterStageConfig(StageConfig):
 
 
 @register_stage
-class Filter(DocumentStage):
+class Filter(FilterStage):
     name = "filter"
     verb = "curate filter apply"
     config_class = FilterStageConfig
@@ -261,24 +285,20 @@ class Filter(DocumentStage):
         model = self.config.quality_model
         return super().input_files() + ([model, model + ".manifest.json"] if model else [])
 
-    def process(self, items):
+    def setup(self) -> None:
         c = self.config
-        classifier = QualityClassifier.load(c.quality_model) if c.quality_model else None
-        for doc in self.documents(items):
-            text = doc["text"] or ""
-            keep, reason, scores = language_check(text, c.language)
-            if keep:
-                keep, reason, more = heuristic_check(text, c.heuristics)
-                scores |= more
-            score = None
-            if keep and classifier is not None:
-                keep, reason, score = classifier.check(text, c.quality_threshold)
-            action = "kept" if keep else "dropped"
-            if keep:
-                yield self.output, [doc]
-            else:
-                self.stat_update(f"reason.{reason}")
-            yield self.decisions_file, [self.decision(doc["paper_id"], action, reason or "passed", score=score, **scores)]
+        self.classifier = QualityClassifier.load(c.quality_model) if c.quality_model else None
+
+    def check(self, doc):
+        c, text = self.config, doc["text"] or ""
+        keep, reason, scores = language_check(text, c.language)
+        if keep:
+            keep, reason, more = heuristic_check(text, c.heuristics)
+            scores |= more
+        score = None
+        if keep and self.classifier is not None:
+            keep, reason, score = self.classifier.check(text, c.quality_threshold)
+        return keep, reason or "passed", score, scores
 
 
 class FilterTrainConfig(StageConfig):
@@ -336,7 +356,7 @@ class DecontaminateConfig(StageConfig):
 
 
 @register_stage
-class Decontaminate(DocumentStage):
+class Decontaminate(FilterStage):
     name = "decontaminate"
     verb = "curate decontaminate"
     config_class = DecontaminateConfig
@@ -348,26 +368,24 @@ class Decontaminate(DocumentStage):
         files = [*c.questions, *(f for f in (c.exclude_dois, c.exclude_arxiv_ids) if f)]
         return super().input_files() + files + ([] if c.papers is None or c.papers.startswith("{out}") else [c.papers])
 
-    def process(self, items):
+    def setup(self) -> None:
         c = self.config
-        index = load_index(c.questions, c.ngram, c.min_words) if c.questions else None
-        exclusion = SourceExclusion.from_lists(c.exclude_dois, c.exclude_arxiv_ids,
-                                               journal_ref_patterns=tuple(c.journal_ref_patterns),
-                                               doi_prefixes=tuple(c.doi_prefixes))
-        papers = self._papers()
-        for doc in self.documents(items):
-            paper = papers.get(doc["paper_id"], {"paper_id": doc["paper_id"]})
-            reason, detail = exclusion.excluded(paper), {}
+        self.index = load_index(c.questions, c.ngram, c.min_words) if c.questions else None
+        self.exclusion = SourceExclusion.from_lists(c.exclude_dois, c.exclude_arxiv_ids,
+                                                    journal_ref_patterns=tuple(c.journal_ref_patterns),
+                                                    doi_prefixes=tuple(c.doi_prefixes))
+        self.papers = self._papers()
+
+    def check(self, doc):
+        paper = self.papers.get(doc["paper_id"], {"paper_id": doc["paper_id"]})
+        reason = self.exclusion.excluded(paper)
+        if reason is not None:
+            return False, reason, None, {"journal_ref": paper.get("journal_ref"), "doi": paper.get("doi")}
+        if self.index is not None:
+            keep, reason, detail = self.index.check(doc["text"] or "")
             if reason is not None:
-                detail = {"journal_ref": paper.get("journal_ref"), "doi": paper.get("doi")}
-            elif index is not None:
-                keep, reason, detail = index.check(doc["text"] or "")
-            if reason is None:
-                yield self.output, [doc]
-                yield self.decisions_file, [self.decision(doc["paper_id"], "kept", "clean")]
-            else:
-                self.stat_update(f"reason.{reason.split(':')[0]}")
-                yield self.decisions_file, [self.decision(doc["paper_id"], "dropped", reason, **detail)]
+                return False, reason, None, detail
+        return True, "clean", None, {}
 
     def _papers(self) -> dict[str, dict[str, Any]]:
         if self.config.papers is None:
