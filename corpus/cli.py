@@ -183,7 +183,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_text(args: argparse.Namespace) -> int:
     """Print one paper's extracted text to stdout and its provenance to stderr."""
     from corpus.extract.document import LATEX_KINDS, ExtractOptions, extract_paper
-    from corpus.ingest.archives import HEAD_BYTES, sniff_source_kind
+    from corpus.archives import HEAD_BYTES, sniff_source_kind
 
     path = Path(args.path)
     if not path.exists():

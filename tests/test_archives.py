@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from corpus.ingest.archives import (
+from corpus.archives import (
     ArchiveError,
     ArchiveLimits,
     detect_kind,

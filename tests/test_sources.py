@@ -14,11 +14,11 @@ import threading
 
 import pytest
 
-from corpus.ingest.archives import unpack_source
+from corpus.archives import unpack_source
+from corpus.files import SourceError, redact_url
 from corpus.ingest.sources import (
     ChecksumError,
     ManifestChunk,
-    SourceError,
     chunk_url,
     fetch_chunk,
     is_manifest,
@@ -28,7 +28,6 @@ from corpus.ingest.sources import (
     parse_manifest,
     read_input,
     read_manifest,
-    redact_url,
     select_chunks,
     storage_options_for,
 )

@@ -24,8 +24,8 @@ from corpus.extract.routing import (
     merge_pages,
     route_pages,
 )
-from corpus.ingest.archives import ArchiveError, ArchiveLimits, unpack_source
-from corpus.ingest.sources import open_input
+from corpus.archives import ArchiveError, ArchiveLimits, unpack_source
+from corpus.files import open_input
 
 #: source kinds that hold LaTeX
 LATEX_KINDS = ("tar", "gzip_tex", "tex", "folder")

@@ -18,7 +18,7 @@ from corpus.extract.latex import LatexConfig
 from corpus.extract.nougat import NougatConfig
 from corpus.extract.ocr import OcrRunner, model_record
 from corpus.extract.pdf import PdfExtractConfig
-from corpus.ingest.archives import ArchiveLimits
+from corpus.archives import ArchiveLimits
 from corpus.run.stage import Stage, StageConfig, how_field, path_field, register_stage
 from schemas import DOCUMENT, OCR_PAGE, PAPER, iter_rows
 

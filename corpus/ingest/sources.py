@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import posixpath
-import stat
 import tarfile
 import xml.etree.ElementTree as ET
 import zlib
@@ -37,13 +36,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
 from fsspec.core import url_to_fs
 
 from corpus.arxiv_ids import parse_arxiv_id, version_number
-from corpus.ingest.archives import detect_kind
+from corpus.archives import detect_kind
+from corpus.files import SourceError, is_url, open_input, redact_url, storage_options_for, write_json_atomic
 
 Role = Literal["pdf", "src"]
 
@@ -53,76 +52,8 @@ DEFAULT_MAX_MEMBER_BYTES = 256 << 20
 _BLOCK = 1 << 20
 
 
-class SourceError(Exception):
-    """A location, chunk or member that could not be listed, fetched or read.
-
-    ``location`` names it (credentials redacted), ``reason`` says what went wrong.
-    """
-
-    def __init__(self, location: str, reason: str):
-        location = redact_url(location)
-        super().__init__(f"{location}: {reason}")
-        self.location = location
-        self.reason = reason
-
-
 class ChecksumError(SourceError):
     """A downloaded chunk whose md5 or size differs from the manifest."""
-
-
-def redact_url(url: str) -> str:
-    """Drop ``user:password@`` from a URL so it can be logged or recorded."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def storage_options_for(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The fsspec options for ``url``: the caller's, plus ``requester_pays=True`` for ``s3://arxiv/``
-    unless the caller set it."""
-    opts = dict(storage_options or {})
-    if url.startswith(("s3://arxiv/", "s3a://arxiv/")):
-        opts.setdefault("requester_pays", True)
-    return opts
-
-
-def _is_local(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
-
-
-def printable_name(name: str) -> str:
-    """A file name or URL as valid UTF-8 text (what Parquet strings must be): bytes that are not UTF-8
-    (held by Python as surrogate escapes, e.g. ``b"caf\\xe9.pdf"``) are shown as ``\\xe9``."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def open_input(url: str, storage_options: dict[str, Any] | None = None):
-    """Open one input file for binary reading (local path, fsspec URL or ``tar://member::<tar>``).
-
-    A local file (or the local tar holding a member) is checked first and refused with a
-    :class:`SourceError` when it is missing (a dangling link), unreadable, or not a regular file:
-    opening a FIFO for reading would wait forever for a writer.
-    """
-    outer = url.rsplit("::", 1)[-1]
-    if _is_local(outer):
-        path = outer.removeprefix("file://")
-        try:
-            mode = os.stat(path).st_mode
-        except FileNotFoundError as e:
-            raise SourceError(url, "not found (a missing file or a dangling link)") from e
-        except OSError as e:
-            raise SourceError(url, f"cannot read: {type(e).__name__}: {e.strerror}") from e
-        if not stat.S_ISREG(mode):
-            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a device or socket"
-            raise SourceError(url, f"is {kind}, not a regular file; not read")
-    return fsspec.open(url, "rb", **storage_options_for(outer, storage_options))
 
 
 @dataclass(frozen=True)
@@ -134,7 +65,7 @@ class SourceFile:
         member: the member name inside the tar at ``location``; ``None`` for a plain file.
         role: ``"pdf"`` or ``"src"``: which collection it came from (bulk chunk, the caller's
             ``role``, or for loose files a hint from the name). What the bytes *are* is decided by
-            :func:`corpus.ingest.archives.detect_kind`, never by this.
+            :func:`corpus.archives.detect_kind`, never by this.
         paper_id: canonical arXiv id read from the path, or ``None`` (then the content hash names it).
         version: ``"v2"`` etc., or ``None`` when the name carries no version.
         size: bytes, when known from the listing.
@@ -245,7 +176,7 @@ def _walk(fs, root: str, location: str, role: Role | None) -> Iterator[SourceFil
     """Recursive, sorted listing that stops at folders named like an arXiv id."""
     proto = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
     def full(p: str) -> str:
-        if _is_local(location):
+        if not is_url(location):
             return p
         return p if "://" in p else f"{proto}://{p}"
 
@@ -298,7 +229,7 @@ def iter_tar(
 
     Yields ``(SourceFile, bytes)``, or a :class:`SourceError` for a member over ``max_member_bytes``
     (its bytes are skipped, not read into memory). Pass the bytes to
-    :func:`corpus.ingest.archives.unpack_source`. Raises :class:`SourceError` if the tar itself is
+    :func:`corpus.archives.unpack_source`. Raises :class:`SourceError` if the tar itself is
     unreadable or truncated (members already yielded stay valid).
     """
     opts = storage_options_for(location, storage_options)
@@ -440,12 +371,6 @@ def _md5_file(path: str | Path) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
-def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def _check(url: str, md5: str | None, size: int | None, got_md5: str, got_size: int) -> None:
     if size is not None and got_size != size:
         raise ChecksumError(url, f"size is {got_size} bytes, manifest says {size}")
@@ -476,7 +401,7 @@ def fetch_chunk(
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     name = posixpath.basename(url.rstrip("/"))
-    local = _is_local(url)
+    local = not is_url(url)
     final = Path(url.removeprefix("file://")) if local else work / name
     marker = work / f"{name}.verified.json"
     shown = redact_url(url)
@@ -498,7 +423,7 @@ def fetch_chunk(
             raise SourceError(url, "chunk not found")
         got_md5, got_size = _md5_file(final)
         _check(shown, md5, size, got_md5, got_size)
-        _write_json_atomic(marker, {"url": shown, "md5": got_md5, "size": got_size,
+        write_json_atomic(marker, {"url": shown, "md5": got_md5, "size": got_size,
                                     "mtime_ns": final.stat().st_mtime_ns, "checked_md5": md5 is not None})
         return FetchResult(final, got_md5, got_size, fetched=True)
 
@@ -521,7 +446,7 @@ def fetch_chunk(
         part.unlink(missing_ok=True)
         raise
     os.replace(part, final)
-    _write_json_atomic(marker, {"url": shown, "md5": h.hexdigest(), "size": n, "checked_md5": md5 is not None})
+    write_json_atomic(marker, {"url": shown, "md5": h.hexdigest(), "size": n, "checked_md5": md5 is not None})
     return FetchResult(final, h.hexdigest(), n, fetched=True)
 
 

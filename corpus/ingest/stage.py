@@ -18,19 +18,16 @@ from typing import Any, Literal
 from pydantic import Field
 
 from corpus.arxiv_ids import content_id
-from corpus.ingest.archives import HEAD_BYTES, sniff_source_kind
+from corpus.archives import HEAD_BYTES, sniff_source_kind
+from corpus.files import SourceError, open_input, printable_name, redact_url
 from corpus.ingest.arxiv_metadata import MetadataError, MetadataFilter, MetadataRecord, MetadataStats, read_metadata
 from corpus.ingest.sources import (
-    SourceError,
     SourceFile,
     chunk_url,
     fetch_chunk,
     is_manifest,
     list_inputs,
-    open_input,
-    printable_name,
     read_manifest,
-    redact_url,
     select_chunks,
 )
 from corpus.run.progress import progress

@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.run.progress import progress
 from corpus.run.stage import Stage
-from corpus.run.workdir import StepDirs, StepReads, hash_reads, step_identity, write_json_atomic
+from corpus.files import write_json_atomic
+from corpus.run.workdir import StepDirs, StepReads, hash_reads, step_identity
 from schemas import TableWriter, iter_batches
 
 

@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from corpus.files import is_url, local_path, open_input
 from corpus.run.secrets import redact, redact_argv
 from schemas import count_rows, sha256_file, table_of
 
@@ -44,25 +45,15 @@ class FileEntry:
     rows: int | None = None
 
 
-def is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
 def input_entry(path: str) -> FileEntry:
     """Size and sha256 of one input file, local or any fsspec URL (read once, streamed)."""
     if not is_url(path):
-        p = Path(path)
-        return FileEntry(str(p), p.stat().st_size, sha256_file(p))
-    import hashlib
-
-    import fsspec
-
-    h, size = hashlib.sha256(), 0
-    with fsspec.open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-            size += len(block)
-    return FileEntry(path, size, h.hexdigest())
+        p = Path(local_path(path))
+        return FileEntry(path, p.stat().st_size, sha256_file(p))
+    blocks = []
+    with open_input(path) as f:
+        digest = sha256_file(f, on_block=lambda block: blocks.append(len(block)))
+    return FileEntry(path, sum(blocks), digest)
 
 
 def expand_inputs(paths: list[str]) -> list[str]:

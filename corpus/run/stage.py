@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from corpus.files import is_url, local_path
 from corpus.run.secrets import redact
 from schemas import DECISION, Table
 
@@ -58,14 +59,10 @@ def is_how_field(model: type[BaseModel], name: str) -> bool:
     return bool(_field_extra(model, name).get("how"))
 
 
-def is_url(value: str) -> bool:
-    return "://" in value
-
-
 def absolutize(config: StageConfig, base: Path | None = None) -> StageConfig:
     """Make relative local paths absolute against ``base`` (default: the current folder).
 
-    ``{out}`` paths and URLs are left alone.
+    ``{out}`` paths and URLs are left alone; ``file://`` paths become plain paths.
     """
     base = base or Path.cwd()
     updates = {}
@@ -75,7 +72,7 @@ def absolutize(config: StageConfig, base: Path | None = None) -> StageConfig:
         value = getattr(config, name)
         values = value if isinstance(value, list) else [value]
         fixed = [
-            v if (v is None or v.startswith(OUT) or is_url(v)) else str((base / Path(v).expanduser()).resolve())
+            v if (v is None or v.startswith(OUT) or is_url(v)) else str((base / Path(local_path(v)).expanduser()).resolve())
             for v in values
         ]
         updates[name] = fixed if isinstance(value, list) else fixed[0]

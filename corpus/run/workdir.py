@@ -22,18 +22,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from corpus.files import write_json_atomic
 from corpus.run.manifest import FileEntry, input_entry
 from corpus.run.secrets import redact_text
 from corpus.run.stage import Stage
 from schemas import sha256_file
-
-
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON so that a reader never sees half a file: a per-process temp name, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    tmp.replace(path)
 
 
 def note(message: str) -> None:
