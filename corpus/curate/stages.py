@@ -56,9 +56,6 @@ class DocumentStage(Stage):
     def input_path(self) -> str:
         return self.path(self.config.documents)
 
-    def input_files(self) -> list[str]:
-        return [] if self.config.documents.startswith("{out}") else [self.config.documents]
-
     def prepare(self):
         """Refuse an input table with no rows, naming the file and the step that wrote it."""
         path = self.input_path()
@@ -108,7 +105,7 @@ class FilterStage(DocumentStage):
 
 
 class CleanStageConfig(StageConfig):
-    documents: str = path_field("{out}/documents.parquet", "documents to clean")
+    documents: str = path_field(f"{OUT}/documents.parquet", "documents to clean")
     rules: CleanConfig = Field(default_factory=CleanConfig, description="which cleanup rules run")
 
 
@@ -167,7 +164,7 @@ def _rejoin(texts: list[str], pages: list[dict]) -> tuple[str, list[dict]]:
 
 
 class DedupStageConfig(StageConfig):
-    documents: str = path_field("{out}/curated/clean.parquet", "documents to deduplicate")
+    documents: str = path_field(f"{OUT}/curated/clean.parquet", "documents to deduplicate")
     minhash: DedupConfig = Field(default_factory=DedupConfig, description="shingles, permutations, LSH and the Jaccard target")
     exact_verify: bool = Field(True, description="re-check pairs near the threshold on their exact shingles")
 
@@ -266,7 +263,7 @@ class Dedup(DocumentStage):
 
 
 class FilterStageConfig(StageConfig):
-    documents: str = path_field("{out}/curated/dedup.parquet", "documents to filter")
+    documents: str = path_field(f"{OUT}/curated/dedup.parquet", "documents to filter")
     language: LanguageConfig = Field(default_factory=LanguageConfig, description="languages kept (py3langid)")
     heuristics: HeuristicConfig = Field(default_factory=HeuristicConfig, description="length, garbled tokens, repetition")
     quality_model: str | None = path_field(None, "fastText quality/domain model from `curate filter train` (none: not applied)")
@@ -282,8 +279,8 @@ class Filter(FilterStage):
     output = "curated/filter.parquet"
 
     def input_files(self):
-        model = self.config.quality_model
-        return super().input_files() + ([model, model + ".manifest.json"] if model else [])
+        model = self.config.quality_model  # with the training record beside it
+        return super().input_files() + ([model + ".manifest.json"] if model else [])
 
     def setup(self) -> None:
         c = self.config
@@ -320,9 +317,6 @@ class FilterTrain(Stage):
     def outputs(self):
         return {self.config.model: None, self.config.model + ".manifest.json": None}
 
-    def input_files(self):
-        return [*self.config.positives, *self.config.negatives]
-
     def plan(self):
         return []
 
@@ -341,8 +335,8 @@ class FilterTrain(Stage):
 
 
 class DecontaminateConfig(StageConfig):
-    documents: str = path_field("{out}/curated/filter.parquet", "documents to decontaminate")
-    papers: str | None = path_field("{out}/papers.parquet", "papers table (journal-ref, DOI) for exclusion by source; none: by arXiv id only")
+    documents: str = path_field(f"{OUT}/curated/filter.parquet", "documents to decontaminate")
+    papers: str | None = path_field(f"{OUT}/papers.parquet", "papers table (journal-ref, DOI) for exclusion by source; none: by arXiv id only")
     questions: list[str] = path_field([], "benchmark question files (JSON array, JSONL or Parquet: question, A-D, optional answer)")
     ngram: int = Field(13, ge=1, description="overlap n-gram size over normalised words")
     min_words: int = Field(8, ge=1, description="shorter questions (but at least this long) must match whole")
@@ -362,11 +356,6 @@ class Decontaminate(FilterStage):
     config_class = DecontaminateConfig
     description = "Drop documents overlapping benchmark questions (13-gram) or from excluded sources; writes corpus.parquet."
     output = "corpus.parquet"
-
-    def input_files(self):
-        c = self.config
-        files = [*c.questions, *(f for f in (c.exclude_dois, c.exclude_arxiv_ids) if f)]
-        return super().input_files() + files + ([] if c.papers is None or c.papers.startswith("{out}") else [c.papers])
 
     def setup(self) -> None:
         c = self.config

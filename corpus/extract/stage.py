@@ -19,14 +19,14 @@ from corpus.extract.nougat import NougatConfig
 from corpus.extract.ocr import OcrRunner, model_record
 from corpus.extract.pdf import PdfExtractConfig
 from corpus.archives import ArchiveLimits
-from corpus.run.stage import Stage, StageConfig, how_field, path_field, register_stage
+from corpus.run.stage import OUT, Stage, StageConfig, how_field, path_field, register_stage
 from schemas import DOCUMENT, OCR_PAGE, PAPER, iter_rows
 
 PAPER_COLUMNS = ["paper_id", "source_path", "source_kind", "source_sha256", "pdf_path", "pdf_sha256"]
 
 
 class ExtractConfig(StageConfig):
-    papers: str = path_field("{out}/papers.parquet", "the papers table written by ingest")
+    papers: str = path_field(f"{OUT}/papers.parquet", "the papers table written by ingest")
     prefer: Literal["latex", "pdf"] = Field("latex", description="latex: source when it converts, else PDF; pdf: PDF when there is one")
     min_latex_chars: int = Field(500, ge=0, description="LaTeX output shorter than this falls back to the PDF")
     latex: LatexConfig = Field(default_factory=LatexConfig, description="LaTeX conversion options")
@@ -75,9 +75,6 @@ class Extract(Stage):
 
     def models(self) -> list[dict]:
         return [model_record(self.nougat_config())] if self.config.ocr_model else []
-
-    def input_files(self) -> list[str]:
-        return [] if self.config.papers.startswith("{out}") else [self.config.papers]
 
     def options(self) -> ExtractOptions:
         c = self.config

@@ -31,7 +31,7 @@ from corpus.ingest.sources import (
     select_chunks,
 )
 from corpus.run.progress import progress
-from corpus.run.stage import EmptyOutputError, Stage, StageConfig, how_field, path_field, register_stage
+from corpus.run.stage import OUT, EmptyOutputError, Stage, StageConfig, how_field, path_field, register_stage
 from schemas import PAPER, sha256_file
 
 
@@ -48,7 +48,7 @@ class IngestConfig(StageConfig):
     unmatched_files: Literal["keep", "drop"] = Field(
         "keep", description="files with no matching metadata row: keep as papers named by content hash, or drop (recorded)")
     require_files: bool = Field(True, description="drop (recorded) metadata rows that have no PDF or source file")
-    download_dir: str = path_field("{out}/_downloads", "where fetched bulk chunks are kept (reused on rerun)")
+    download_dir: str = path_field(f"{OUT}/_downloads", "where fetched bulk chunks are kept (reused on rerun)")
     storage_options: dict[str, Any] = how_field(default_factory=dict, description=(
         "fsspec options (credentials, anon, endpoint...) passed to every open and listing of a remote path "
         "this step reads: metadata, input folders, bulk manifests and chunks, paper files (s3://arxiv/ also "
@@ -122,11 +122,6 @@ class Ingest(Stage):
 
     def outputs(self):
         return {"papers.parquet": PAPER, **super().outputs()}
-
-    def input_files(self) -> list[str]:
-        c = self.config
-        # bulk manifests are recorded as given; their chunks are md5-verified against them
-        return [p for p in (*c.metadata, *c.pdfs, *c.sources) if not p.startswith("{out}")]
 
     # -- prepare: join metadata and file listings ---------------------------------------------
     def prepare(self) -> None:
