@@ -221,3 +221,16 @@ def test_verbs_describe_themselves_and_dates_are_checked(capsys):
     with pytest.raises(SystemExit):
         main(["ingest", "--out", "x", "--since", "2007/04/01"])
     assert "use YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_an_input_that_is_a_fifo_is_recorded_unavailable_not_waited_on(tmp_path, capfd):
+    import os
+
+    fifo = tmp_path / "questions.json"
+    os.mkfifo(fifo)
+    from corpus.run.workdir import hash_reads
+
+    stage = get_stage("kept")({"counts": str(fifo)}).bind(tmp_path / "out")
+    reads = hash_reads(stage, [str(fifo)], {})
+    assert [(e.path, e.sha256) for e in reads.inputs] == [(str(fifo), "unavailable")]
+    assert "is a FIFO" in capfd.readouterr().err

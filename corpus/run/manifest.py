@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from corpus.files import is_url, local_path, open_input
+from corpus.files import is_url, open_input
 from corpus.run.secrets import redact, redact_argv
 from schemas import count_rows, sha256_file, table_of
 
@@ -46,10 +46,8 @@ class FileEntry:
 
 
 def input_entry(path: str) -> FileEntry:
-    """Size and sha256 of one input file, local or any fsspec URL (read once, streamed)."""
-    if not is_url(path):
-        p = Path(local_path(path))
-        return FileEntry(path, p.stat().st_size, sha256_file(p))
+    """Size and sha256 of one input file, local or any fsspec URL (read once, streamed; a local FIFO,
+    folder or dangling link is refused with :class:`corpus.files.SourceError`, never waited on)."""
     blocks = []
     with open_input(path) as f:
         digest = sha256_file(f, on_block=lambda block: blocks.append(len(block)))

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corpus.files import write_json_atomic
+from corpus.files import SourceError, write_json_atomic
 from corpus.run.manifest import FileEntry, input_entry
 from corpus.run.secrets import redact_text
 from corpus.run.stage import Stage
@@ -74,7 +74,7 @@ def _input_or_unavailable(stage: Stage, path: str) -> FileEntry:
     what it could not read), so one unreachable URL never stops the run before it starts."""
     try:
         return input_entry(path)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SourceError) as e:
         note(f"step {stage.name}: input {redact_text(path)} cannot be read ({type(e).__name__}: {redact_text(str(e))})")
         return FileEntry(path, 0, UNAVAILABLE)
 
