@@ -234,3 +234,13 @@ def test_an_input_that_is_a_fifo_is_recorded_unavailable_not_waited_on(tmp_path,
     reads = hash_reads(stage, [str(fifo)], {})
     assert [(e.path, e.sha256) for e in reads.inputs] == [(str(fifo), "unavailable")]
     assert "is a FIFO" in capfd.readouterr().err
+
+
+def test_every_step_validates_its_inputs_before_any_step_runs(texts, tmp_path, calls, monkeypatch):
+    def refuse(self):
+        raise ValueError(f"{self.config.counts}: not a valid file")
+
+    monkeypatch.setattr(get_stage("kept"), "validate", refuse)
+    with pytest.raises(ValueError, match="not a valid file"):
+        run_recipe(chain(texts), tmp_path / "out")
+    assert calls() == [] and not (tmp_path / "out").exists()  # wordcount, the first step, never ran

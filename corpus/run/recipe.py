@@ -88,8 +88,9 @@ def run_recipe(
     A step is redone when its identity (stage, *what* config, the hashes of what it reads) changed
     or its outputs no longer have their recorded bytes; otherwise its finished work is reused.
     ``replay_from``: an earlier run's folder whose stored model outputs (OCR pages, generations,
-    grades) stages reuse instead of calling the models again. A run that fails before any work was
-    done leaves no folder behind; two runs into one folder at once are refused.
+    grades) stages reuse instead of calling the models again. Every step's ``validate`` runs first, so
+    a bad input file fails before any work. A run that fails before any work was done leaves no folder
+    behind; two runs into one folder at once are refused.
     """
     start = now()
     out = Path(out_dir).resolve()
@@ -97,6 +98,8 @@ def run_recipe(
     for stage in stages:
         stage.replay_dir = Path(replay_from).resolve() if replay_from else None
     check_chain(stages, out)
+    for stage in stages:
+        stage.validate()
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:

@@ -173,6 +173,10 @@ class Stage(ABC):
         return []
 
     # -- the work ------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Check what needs no earlier step's output (input files such as benchmark questions, models):
+        called for every step of a run before any step runs, so a bad file fails at once, not hours in."""
+
     def prepare(self) -> dict[str, int] | None:
         """Runs once before any shard (in the driving process; on Slurm, as its own job).
 
