@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     groups: dict[str, argparse._SubParsersAction] = {"": sub}
-    for name, stage_cls in sorted(all_stages().items(), key=lambda kv: kv[1].verb or kv[0]):
+    for name, stage_cls in all_stages().items():  # in the order they registered: the flow's
         *path, leaf = (stage_cls.verb or name).split()
         for depth in range(len(path)):
             words = " ".join(path[: depth + 1])

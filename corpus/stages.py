@@ -1,8 +1,9 @@
 """The built-in stages: importing this module registers them for recipes, ``rebuild`` and the CLI."""
 
-import corpus.curate.stages  # noqa: F401
+# in the flow's order: the command line lists the verbs in the order stages register
+import corpus.ingest.stage  # noqa: F401, I001
 import corpus.extract.stage  # noqa: F401
-import corpus.ingest.stage  # noqa: F401
+import corpus.curate.stages  # noqa: F401
 from corpus.run.stage import register_verb_group
 
 register_verb_group("curate", "curate the pretraining corpus: clean, dedup, filter, decontaminate")
