@@ -244,3 +244,14 @@ def test_every_step_validates_its_inputs_before_any_step_runs(texts, tmp_path, c
     with pytest.raises(ValueError, match="not a valid file"):
         run_recipe(chain(texts), tmp_path / "out")
     assert calls() == [] and not (tmp_path / "out").exists()  # wordcount, the first step, never ran
+
+
+def test_nougat_runtime_settings_are_how_its_generation_settings_are_what():
+    from corpus.extract.stage import Extract
+
+    def what(**nougat):
+        return Extract({"ocr_window": nougat.pop("window", 64), "nougat": nougat}).what_config()
+
+    base = what(device="cpu", batch_size=2, max_new_tokens=40)
+    assert what(device="cuda", batch_size=32, max_new_tokens=40, render_workers=4, window=8) == base
+    assert what(device="cpu", batch_size=2, max_new_tokens=80) != base

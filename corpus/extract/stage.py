@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from corpus.extract.document import ExtractedDocument, ExtractOptions, extract_paper
 from corpus.extract.latex import LatexConfig
 from corpus.extract.nougat import NougatConfig
-from corpus.extract.ocr import OcrRunner, model_record
+from corpus.extract.ocr import OUTPUT_FIELDS, OcrRunner, model_record
 from corpus.extract.pdf import PdfExtractConfig
 from corpus.archives import ArchiveLimits
 from corpus.run.stage import OUT, Stage, StageConfig, how_field, path_field, register_stage
@@ -42,7 +42,7 @@ class ExtractConfig(StageConfig):
     ocr_model: str | None = path_field(
         None, "folder of Nougat weights (e.g. facebook/nougat-small saved locally); none: routed pages are recorded, not OCRed")
     nougat: dict[str, Any] = Field(default_factory=dict, description="Nougat runtime: device, dtype, batch_size, max_new_tokens, ... (corpus.extract.nougat.NougatConfig)")
-    ocr_window: int = Field(64, ge=1, description="papers whose routed pages are batched together for the model")
+    ocr_window: int = how_field(64, "papers whose routed pages are batched together for the model", ge=1)
 
     @model_validator(mode="after")
     def _check_nougat(self):
@@ -63,6 +63,13 @@ class Extract(Stage):
     @property
     def gpus_per_task(self) -> int:  # one GPU per task when Nougat runs on CUDA
         return 1 if self.config.ocr_model and str(self.config.nougat.get("device", "cpu")).startswith("cuda") else 0
+
+    def what_config(self) -> dict:
+        """Of the Nougat runtime settings, only those that change what the model writes (not device,
+        batch size or render workers) are part of the step's identity."""
+        config = super().what_config()
+        config["nougat"] = {k: v for k, v in config["nougat"].items() if k in OUTPUT_FIELDS}
+        return config
 
     def requirements(self) -> dict[str, str]:
         """Nougat needs the ``ocr`` extra when a model is configured."""
