@@ -221,6 +221,39 @@ def find_unescaped(s: str, target: str, start: int) -> int:
         j += 1
 
 
+_BLANK_LINE = re.compile(r"\n[ \t\r]*\n")
+
+
+def find_inline_math_end(s: str, start: int) -> int:
+    """Index of the ``$`` closing an inline math opened just before ``start``; -1 when there is none.
+
+    As in TeX, inline math cannot run past the end of its paragraph (a blank line) or past the
+    ``}`` closing the group it was opened in: a ``$`` with no closing one before either is a lone
+    dollar (``\\texttt{$HOME}``, a ``$5`` price), and must not swallow the text after it.
+    """
+    end = find_unescaped(s, "$", start)
+    if end == -1:
+        return -1
+    blank = _BLANK_LINE.search(s, start, end)
+    if blank is not None:
+        return -1
+    depth = 0
+    j = start
+    while j < end:
+        c = s[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth < 0:
+                return -1
+        j += 1
+    return end
+
+
 def find_env_end(s: str, i: int, name: str) -> tuple[int, int]:
     """From i (just after ``\\begin{name}``): (start of matching ``\\end{name}``, index after it).
 
