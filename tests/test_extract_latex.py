@@ -8,6 +8,7 @@ import tarfile
 import pytest
 
 from corpus.extract.latex import LatexConfig, LatexError, convert_source, latex_to_text, parse_bbl, parse_bib
+from corpus.extract.latex.checks import glued_inline_maths, unresolved_references
 from corpus.extract.latex.converter import Converter
 
 
@@ -522,3 +523,13 @@ def test_a_dollar_that_is_not_math_never_opens_math():
                "it costs $5.\n\nNext paragraph with $x$ math and \\url{http://a.org/$b}.")
     assert ("Set \\$GAMMAPY_DATA and \\$HOME or \\$PATH and \\$X; it costs \\$5.\n\n"
             "Next paragraph with $x$ math and http://a.org/\\$b.") in out
+
+
+def test_hygiene_counts_unresolved_references_and_glued_maths():
+    old_output = ("See Equation ((?)), Table ? and Fig. ? or (?). Is it? Yes? "
+                  "$\\log_{10} (M_{\\star}/M_{\\odot})$$>11.5$ and $a$$b$.\n\n$$x = 1$$\n\ncosts \\$5 $y$.")
+    assert unresolved_references(old_output) == 4
+    assert glued_inline_maths(old_output) == 2
+    out = body("\\newcommand{\\eq}[1]{Equation~(\\ref{#1})}See \\eq{nowhere}, Table~\\ref{none} and "
+               "$\\log_{10} (M_{\\star}/M_{\\odot})$$>11.5$ and $a$$b$.\n\n$$x = 1$$\n\nIs it? Yes.")
+    assert unresolved_references(out) == 0 and glued_inline_maths(out) == 0
