@@ -87,12 +87,13 @@ _F_OPEN, _F_CLOSE = "\ue002", "\ue003"  # footnote text, moved after its paragra
 _R_OPEN, _R_CLOSE = "\ue004", "\ue005"  # cross-reference label, resolved at the end
 _PLAIN_RUN = re.compile(r"[^\\{}$~\-`'\n&\r]+")
 SENTINELS = (_P_OPEN, _P_CLOSE, _F_OPEN, _F_CLOSE, _R_OPEN, _R_CLOSE)
-# a reference marker with a list separator and the word naming its kind before it, and up to two
-# brackets around it
+_REF = re.compile(_R_OPEN + r"([TN])(.*?)" + _R_CLOSE)
+# an unknown reference with what it alone gave a meaning to: the list separator and the word naming
+# its kind before it, and up to two brackets around it
 _REF_WORD = r"(?:Equations?|Eqns?\.?|Eqs?\.|Figures?|Figs?\.|Tables?|Tabs?\.|Sections?|Sects?\.|Secs?\.|Appendix|Appendices|Apps?\.|§)"
-_REF_MARKER = re.compile(
-    rf"(?P<lead>[ \t]*,[ \t]*|[ \t]+(?:and|or|&)[ \t]+)?(?P<word>(?<!\w){_REF_WORD}[ \t]*)?(?P<open>\([ \t]*(?:\([ \t]*)?)?"
-    rf"{_R_OPEN}(?P<typed>[TN])(?P<label>.*?){_R_CLOSE}(?P<close>[ \t]*\)(?:[ \t]*\))?)?"
+_UNKNOWN_REF = re.compile(
+    rf"(?:[ \t]*,[ \t]*|[ \t]+(?:and|or|&)[ \t]+)?(?:(?<!\w){_REF_WORD}[ \t]*)?(?P<open>\([ \t]*(?:\([ \t]*)?)?"
+    rf"{_R_OPEN}[TN].*?{_R_CLOSE}(?P<close>[ \t]*\)(?:[ \t]*\))?)?"
 )
 _PLACEMENT = re.compile(r"[ \t]*\n?[ \t]*\[[htbpH!]{1,6}\]")
 # a protected piece followed by another with nothing between them (the second is not consumed)
@@ -650,20 +651,19 @@ class Converter:
         """
         names = {"section": "Section", "appendix": "Appendix", "figure": "Figure", "table": "Table", "equation": "Equation"}
 
-        def sub(m: re.Match) -> str:
-            lead, word = m.group("lead") or "", m.group("word") or ""
-            opening, closing = m.group("open") or "", m.group("close") or ""
-            if m.group("label") in self.labels:
-                kind, number = self.labels[m.group("label")]
-                if m.group("typed") == "T":
-                    number = f"{names.get(kind, kind.capitalize())} {number}"
-                return f"{lead}{word}{opening}{number}{closing}"
-            n_open, n_close = opening.count("("), closing.count(")")
-            pairs = min(n_open, n_close)
-            kept = "(" * (n_open - pairs) + ")" * (n_close - pairs)
-            return kept
+        def number(m: re.Match) -> str:
+            if m.group(2) not in self.labels:
+                return m.group(0)  # left for the second pass, which reads its context
+            kind, num = self.labels[m.group(2)]
+            return f"{names.get(kind, kind.capitalize())} {num}" if m.group(1) == "T" else num
 
-        return _REF_MARKER.sub(sub, s)
+        def drop(m: re.Match) -> str:
+            n_open, n_close = (m.group("open") or "").count("("), (m.group("close") or "").count(")")
+            pairs = min(n_open, n_close)
+            return "(" * (n_open - pairs) + ")" * (n_close - pairs)
+
+        s = _REF.sub(number, s)
+        return _UNKNOWN_REF.sub(drop, s) if _R_OPEN in s else s
 
     # --- environments
 

@@ -234,24 +234,19 @@ def find_inline_math_end(s: str, start: int) -> int:
     end = find_unescaped(s, "$", start)
     if end == -1:
         return -1
-    blank = _BLANK_LINE.search(s, start, end)
-    if blank is not None:
+    if _BLANK_LINE.search(s, start, end) is not None:
         return -1
-    depth = 0
-    j = start
-    while j < end:
-        c = s[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth < 0:
-                return -1
-        j += 1
-    return end
+    j = start  # skip the groups opened inside the math; a "}" met outside them closes the outer group
+    while True:
+        close = find_unescaped(s, "}", j)
+        if close == -1 or close > end:
+            return end
+        opening = find_unescaped(s, "{", j)
+        if opening == -1 or opening > close:
+            return -1
+        j = match_brace(s, opening)
+        if j == -1 or j > end:
+            return end
 
 
 def find_env_end(s: str, i: int, name: str) -> tuple[int, int]:
