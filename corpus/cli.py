@@ -195,7 +195,7 @@ def cmd_text(args: argparse.Namespace) -> int:
         with path.open("rb") as f:
             head = f.read(HEAD_BYTES)
         kind = sniff_source_kind(head)
-    options = ExtractOptions()
+    options = ExtractOptions(tex_file_folder=True)  # a .tex file's folder is its source folder
     if kind == "pdf":
         doc = extract_paper(pdf=str(path), options=options)
     elif kind in LATEX_KINDS:

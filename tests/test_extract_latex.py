@@ -8,6 +8,7 @@ import tarfile
 import pytest
 
 from corpus.extract.latex import LatexConfig, LatexError, convert_source, latex_to_text, parse_bbl, parse_bib
+from corpus.extract.latex.checks import glued_inline_maths, unresolved_references
 from corpus.extract.latex.converter import Converter
 
 
@@ -271,7 +272,8 @@ def test_display_math_forms(tex, expected):
 
 def test_inline_math_forms_and_escaped_dollar():
     out = body("Costs \\$5, and \\(x^2\\) plus $y_1$ and \\begin{math}z\\end{math}.")
-    assert "Costs $5, and $x^2$ plus $y_1$ and $z$." in out
+    # a dollar that is not math stays escaped: every unescaped $ of the output delimits math
+    assert "Costs \\$5, and $x^2$ plus $y_1$ and $z$." in out
 
 
 def test_math_content_is_not_touched_by_text_rules():
@@ -351,7 +353,7 @@ def test_references_resolve_to_numbers():
         "\\begin{align}a&=b\\label{e:1}\\\\c&=d\\label{e:2}\\end{align}\n"
         "\\begin{table}\\caption{Numbers.}\\label{t:1}\\begin{tabular}{cc}1&2\\\\\\end{tabular}\\end{table}"
     )
-    assert "See Section 2, Fig. 1, Eq. (2), Table 1 and ?." in out
+    assert "See Section 2, Fig. 1, Eq. (2), Table 1." in out  # an unknown label is dropped, never "?"
     assert "Figure 1: A plot." in out and "Table 1: Numbers." in out
     assert "1 2" not in out
 
@@ -450,3 +452,84 @@ def test_convert_source_records_input_problems_and_continues(tmp_path):
         "missing input: missing (in main.tex)",
         "refused input outside source folder: /etc/passwd (in main.tex)",
     ]
+
+
+# --------------------------------------------------------------------------- issue 9: real-paper faults
+
+
+def test_references_through_user_macros_are_numbered_as_latex_would():
+    out = latex_to_text(
+        "\\documentclass{mnras}\n"
+        "\\newcommand{\\eq}[1]{Equation~(\\ref{#1})}\n\\newcommand{\\tab}[1]{Table~\\ref{#1}}\n"
+        "\\newcommand{\\beq}{\\begin{equation}}\\newcommand{\\eeq}{\\end{equation}}\n"
+        "\\begin{document}\n\\section{Intro}\n"
+        "We use \\eq{eq:a}, \\eq{eq:c}, \\eq{eq:sub}, \\eq{eq:s2}, \\eqref{eq:d}, \\tab{tab:x}, \\autoref{fig:f}, "
+        "\\cref{eq:a} and \\ref{app:b}; \\eq{eq:nowhere} is gone.\n"
+        "\\beq x=1 \\label{eq:a}\\eeq\n\\begin{equation*}y=2\\end{equation*}\n"
+        "\\begin{align}a&=b\\nonumber\\\\c&=d\\label{eq:c}\\\\e&=f\\end{align}\n"
+        "\\begin{subequations}\\label{eq:sub}\\begin{align}g&=h\\\\i&=j\\label{eq:s2}\\end{align}\\end{subequations}\n"
+        "\\begin{equation}k=l\\label{eq:d}\\end{equation}\n"
+        "\\begin{figure}[htb]\\caption{F.}\\label{fig:f}\\end{figure}\n"
+        "\\begin{table*}[ht!]\\caption{T.}\\label{tab:x}\\end{table*}\n"
+        "\\appendix\n\\section{First}\\section{Second}\\label{app:b}\n\\end{document}\n"
+    )
+    assert ("We use Equation (1), Equation (2), Equation (4), Equation (4b), (5), Table 1, Figure 1, "
+            "Equation 1 and B; is gone.") in out
+    assert "?" not in out
+
+
+def test_unknown_labels_drop_their_word_brackets_and_list_separator():
+    out = body("Compare Sections~\\ref{s} and \\ref{d}, Fig.~\\ref{b} (Eq.~\\ref{c}) and \\eqref{a} to the rest.\n"
+               "\\section{S}\\label{s}")
+    assert "Compare Sections 1 to the rest." in out
+
+
+def test_adjacent_inline_maths_are_separated():
+    out = body("Massive $\\log_{10} (M_{\\star}/M_{\\odot})$$>11.5$ galaxies, \\(a\\)\\(b\\) and "
+               "\\newcommand{\\msun}{$M_\\odot$}$10^{11}$\\msun.")
+    assert "$\\log_{10} (M_{\\star}/M_{\\odot})$ $>11.5$ galaxies, $a$ $b$ and $10^{11}$ $M_\\odot$." in out
+    assert "$$" not in out
+
+
+@pytest.mark.parametrize("begin, end", [
+    ("\\begin{textbox}[h]", "\\end{textbox}"),  # an environment we do not know (ARA&A sidebar)
+    ("\\begin{textbox}\n[ht!]", "\\end{textbox}"),  # placement on the next line
+    ("\\newenvironment{myfloat}{}{}\\begin{myfloat}[htbp]", "\\end{myfloat}"),  # a user-defined float
+])
+def test_float_placement_never_becomes_text(begin, end):
+    out = body(f"Before.\n{begin}\nInside text.\\caption{{Cap.}}\n{end}\nAfter.")
+    assert "[h" not in out and "ht]" not in out
+
+
+def test_running_heads_are_not_prose():
+    out = latex_to_text(
+        "\\documentclass{ar-style3}\n\\begin{document}\n\\markboth{Aigrain \\& Foreman-Mackey}{GPR for Astronomy}\n"
+        "\\jname{Annu. Rev. Astron. Astrophys.}\\jvol{60}\\jyear{2022}\n\\markright{Right head}\n"
+        "\\title[GPR]{Gaussian Process Regression for Astronomy}\n\\section{Intro}Text.\n\\end{document}\n"
+    )
+    assert out == "# Gaussian Process Regression for Astronomy\n\n# Intro\n\nText.\n"
+
+
+def test_terms_are_separated_from_their_definitions():
+    out = body("\\begin{description}\\item[Colours of noise]White, pink.\\item[Done.] Yes.\\end{description}\n"
+               "\\begin{marginnote}[]\\entry{Kernel}{A covariance function.}\\end{marginnote}\n"
+               "\\unknownpair{First}{Second}")
+    assert "- Colours of noise: White, pink." in out and "- Done. Yes." in out
+    assert "Kernel: A covariance function." in out and "First Second" in out
+
+
+def test_a_dollar_that_is_not_math_never_opens_math():
+    out = body("Set \\texttt{\\$GAMMAPY\\_DATA} and \\texttt{$HOME} or \\lstinline|$PATH| and \\path{$X}; "
+               "it costs $5.\n\nNext paragraph with $x$ math and \\url{http://a.org/$b}.")
+    assert ("Set \\$GAMMAPY_DATA and \\$HOME or \\$PATH and \\$X; it costs \\$5.\n\n"
+            "Next paragraph with $x$ math and http://a.org/\\$b.") in out
+
+
+def test_hygiene_counts_unresolved_references_and_glued_maths():
+    old_output = ("See Equation ((?)), Table ? and Fig. ? or (?). Is it? Yes? "
+                  "$\\log_{10} (M_{\\star}/M_{\\odot})$$>11.5$ and $a$$b$.\n\n$$x = 1$$\n\ncosts \\$5 $y$.")
+    assert unresolved_references(old_output) == 4
+    assert glued_inline_maths(old_output) == 2
+    out = body("\\newcommand{\\eq}[1]{Equation~(\\ref{#1})}See \\eq{nowhere}, Table~\\ref{none} and "
+               "$\\log_{10} (M_{\\star}/M_{\\odot})$$>11.5$ and $a$$b$.\n\n$$x = 1$$\n\nIs it? Yes.")
+    assert unresolved_references(out) == 0 and glued_inline_maths(out) == 0

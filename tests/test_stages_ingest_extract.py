@@ -272,3 +272,16 @@ def test_fifo_non_utf8_name_and_unreadable_files_become_failed_rows_and_the_run_
         run_recipe(again, tmp_path / "again")
     (row,) = decisions(tmp_path / "again", "extract").iter_rows(named=True)
     assert row["action"] == "failed" and "good.pdf" in row["detail"] and "is a FIFO" in row["detail"]
+
+
+def test_text_command_reads_a_tex_file_in_its_folder(tmp_path, capsys):
+    (tmp_path / "define.tex").write_text("\\newcommand{\\mission}{the LISA mission}\n")
+    (tmp_path / "main.tex").write_text(
+        "\\documentclass{article}\n\\input{define}\n\\begin{document}\n"
+        + "We study \\mission{} and its sources, as \\citet{P64} did. " * 20 + "\n\\end{document}\n")
+    (tmp_path / "main.bbl").write_text("\\bibitem[{Peters}(1964)]{P64} Peters, P. C. 1964\n")
+    (tmp_path / "other.tex").write_text("\\documentclass{article}\\begin{document}Other paper.\\end{document}")
+    assert main(["text", str(tmp_path / "main.tex")]) == 0  # the given file is the main file
+    captured = capsys.readouterr()
+    assert "We study the LISA mission and its sources, as Peters (1964) did." in captured.out
+    assert "latex files: main.tex, define.tex" in captured.err

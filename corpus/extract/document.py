@@ -25,7 +25,7 @@ from corpus.extract.routing import (
     route_pages,
 )
 from corpus.archives import ArchiveError, ArchiveLimits, unpack_source
-from corpus.files import open_input
+from corpus.files import is_url, open_input
 
 #: source kinds that hold LaTeX
 LATEX_KINDS = ("tar", "gzip_tex", "tex", "folder")
@@ -47,6 +47,10 @@ class ExtractOptions:
     """which PDF pages go to Nougat: never, auto (empty, garbled, scanned, glyph soup) or always"""
     nougat: NougatConfig | None = None
     """the model; None routes and records pages without running it (they keep their text layer)"""
+    tex_file_folder: bool = False
+    """A local ``.tex`` source is read in its folder, as TeX would: the ``\\input`` files, ``.bbl``
+    beside it are used, the file itself is the main file (``sagecorpus text main.tex``). Off for the
+    extract stage, whose single-file sources may share a folder with other papers' files."""
 
 
 @dataclass
@@ -80,8 +84,12 @@ def read_bytes(url: str, storage_options: dict | None = None) -> bytes:
 def extract_latex(source: str, kind: str, options: ExtractOptions) -> tuple[str, list[str], list[str]]:
     """Unpack a source bundle safely into a temporary folder and convert it.
 
-    Returns (text, files used, notes); raises ``LatexError`` or ``ArchiveError``.
+    Returns (text, files used, notes); raises ``LatexError`` or ``ArchiveError``. With
+    ``options.tex_file_folder`` a local ``.tex`` file is converted where it lies, in its folder.
     """
+    if kind == "tex" and options.tex_file_folder and not is_url(source) and Path(source).is_file():
+        text, tree = convert_source(source, options.latex)
+        return text, tree.files_used, tree.problems
     with tempfile.TemporaryDirectory(prefix="sagecorpus-src-") as tmp:
         if kind == "folder" and Path(source).is_dir():
             unpacked = unpack_source(source, tmp, options.limits)

@@ -11,6 +11,7 @@ from typing import Literal
 from corpus.extract.latex.scanner import (
     ROW_SEP,
     find_env_end,
+    find_inline_math_end,
     find_unescaped,
     match_brace,
     read_arg,
@@ -40,8 +41,10 @@ from corpus.extract.latex.tables import (
     REF_TITLE,
     SECTION_LEVELS,
     SECTION_STOP,
+    SUBEQUATION_ENVS,
     SYMBOLS,
     TABLE_ENVS,
+    TERM_LISTS,
     TEXT_CITES,
     UNWRAP,
     VERBATIM,
@@ -84,6 +87,20 @@ _F_OPEN, _F_CLOSE = "\ue002", "\ue003"  # footnote text, moved after its paragra
 _R_OPEN, _R_CLOSE = "\ue004", "\ue005"  # cross-reference label, resolved at the end
 _PLAIN_RUN = re.compile(r"[^\\{}$~\-`'\n&\r]+")
 SENTINELS = (_P_OPEN, _P_CLOSE, _F_OPEN, _F_CLOSE, _R_OPEN, _R_CLOSE)
+_REF = re.compile(_R_OPEN + r"([TN])(.*?)" + _R_CLOSE)
+# an unknown reference with what it alone gave a meaning to: the list separator and the word naming
+# its kind before it, and up to two brackets around it
+_REF_WORD = r"(?:Equations?|Eqns?\.?|Eqs?\.|Figures?|Figs?\.|Tables?|Tabs?\.|Sections?|Sects?\.|Secs?\.|Appendix|Appendices|Apps?\.|§)"
+_UNKNOWN_REF = re.compile(
+    rf"(?:[ \t]*,[ \t]*|[ \t]+(?:and|or|&)[ \t]+)?(?:(?<!\w){_REF_WORD}[ \t]*)?(?P<open>\([ \t]*(?:\([ \t]*)?)?"
+    rf"{_R_OPEN}[TN].*?{_R_CLOSE}(?P<close>[ \t]*\)(?:[ \t]*\))?)?"
+)
+_PLACEMENT = re.compile(r"[ \t]*\n?[ \t]*\[[htbpH!]{1,6}\]")
+# a protected piece followed by another with nothing between them (the second is not consumed)
+_TOUCHING = re.compile(_P_OPEN + r"(\d+)" + _P_CLOSE + r"(?=" + _P_OPEN + r"(\d+)" + _P_CLOSE + r")")
+LITERAL_DOLLAR = "\\$"
+"""A dollar sign that is not math (``\\$``, a URL's, a lone one) is written escaped, so that in the
+output every unescaped ``$`` delimits math and none opens math that swallows the text after it."""
 
 
 class Converter:
@@ -108,6 +125,7 @@ class Converter:
         self.sections = [0, 0, 0, 0, 0]
         self.appendix = False
         self.counters = {"figure": 0, "table": 0, "equation": 0}
+        self.subequation: list | None = None  # [number, equations so far] inside subequations
         self.lists: list[list] = []  # [kind, count]
         self.inline_depth = 0  # >0: inside a title, heading or caption: no paragraphs/footnotes
         self.unknown: dict[str, int] = {}
@@ -117,6 +135,10 @@ class Converter:
     def protect(self, s: str) -> str:
         self.protected.append(s)
         return f"{_P_OPEN}{len(self.protected) - 1}{_P_CLOSE}"
+
+    def literal(self, s: str) -> str:
+        """Protect text that is copied as written (a URL, verbatim), its dollar signs escaped."""
+        return self.protect(s.replace("$", LITERAL_DOLLAR))
 
     def restore(self, s: str) -> str:
         pat = re.compile(_P_OPEN + r"(\d+)" + _P_CLOSE)
@@ -211,10 +233,10 @@ class Converter:
                 end = len(s)
             out.append(self.display(s[i + 2 : end], ""))
             return end + 2
-        end = find_unescaped(s, "$", i + 1)
-        if end == -1:
+        end = find_inline_math_end(s, i + 1)
+        if end == -1:  # TeX would stop at the paragraph or group end: a lone dollar, not math
             self.notes.append("unclosed $ math")
-            out.append("$")
+            out.append(LITERAL_DOLLAR)
             return i + 1
         out.append(self.inline_math(s[i + 1 : end]))
         return end + 1
@@ -285,11 +307,19 @@ class Converter:
             if name.startswith("edit"):
                 out.append(self.text(arg))
             return s, j
-        # unknown command: dropped; its brace arguments are read as ordinary groups
+        # unknown command: dropped; its brace arguments are read as ordinary groups, with a blank
+        # between two of them so that \\foo{term}{definition} does not read "termdefinition"
         self.unknown[name] = self.unknown.get(name, 0) + 1
         if end < len(s) and s[end] == "*":
             end += 1
-        return s, end
+        groups, j = [], end
+        while (group := read_group(s, j, newlines=False)) is not None:
+            groups.append(group[0])
+            j = group[1]
+        if len(groups) < 2:
+            return s, end
+        out.append(" ".join(self.text(g) for g in groups))
+        return s, j
 
     def control_symbol(self, s: str, i: int, name: str, end: int, out: list[str]) -> int:
         if name in ACCENTS:
@@ -425,8 +455,20 @@ class Converter:
             marker = f"{self.lists[-1][1]}."
         else:
             marker = "-"
+        if label and self.lists and self.lists[-1][0] in TERM_LISTS and not re.search(r"[.:;,!?–—-]$", label):
+            label += ":"  # a term, then its definition: "- Colours of noise: White, pink..."
         text = f"{marker} {label} " if label else f"{marker} "
         out.append(f" {text}" if self.inline_depth else f"\n{indent}{text}")
+        return j
+
+    def cmd_entry(self, s: str, end: int, out: list[str]) -> int:
+        """ARA&A's glossary ``\\entry{term}{definition}`` (in a ``marginnote``): ``term: definition``."""
+        args, j = read_args(s, end, "mm")
+        term, definition = self.inline(args[0] or ""), self.inline(args[1] or "")
+        if term and not re.search(r"[.:;,!?–—-]$", term):
+            term += ":"
+        line = f"{term} {definition}".strip()
+        out.append(f" {line} " if self.inline_depth else f"\n\n{line}\n\n")
         return j
 
     def cmd_footnote(self, s: str, end: int, out: list[str]) -> int:
@@ -448,28 +490,46 @@ class Converter:
 
     def cmd_url(self, s: str, end: int, out: list[str]) -> int:
         arg, j = read_arg(s, end)
-        out.append(self.protect(re.sub(r"\\([_#%&~$])", r"\1", arg.strip())))
+        out.append(self.literal(re.sub(r"\\([_#%&~$])", r"\1", arg.strip())))
         return j
 
     def cmd_doi(self, s: str, end: int, out: list[str]) -> int:
         arg, j = read_arg(s, end)
-        out.append(self.protect("doi:" + arg.strip()))
+        out.append(self.literal("doi:" + arg.strip()))
         return j
 
     def cmd_verb(self, s: str, end: int, out: list[str]) -> int:
+        """Inline verbatim: ``\\verb|..|``, and ``\\lstinline``/``\\Verb``/``\\path`` (with a
+        delimiter or braces, after optional ``[options]``) and ``\\mintinline{lang}``: copied as written."""
         j = end + 1 if end < len(s) and s[end] == "*" else end
         if j >= len(s):
             return j
         delim = s[j]
+        if delim == "{":
+            group = read_group(s, j)
+            code, after = group if group else (s[j + 1 :], len(s))
+            out.append(self.literal(code))
+            return after
         close = s.find(delim, j + 1)
         close = len(s) if close == -1 else close
-        out.append(self.protect(s[j + 1 : close]))
+        out.append(self.literal(s[j + 1 : close]))
         return close + 1
+
+    def cmd_lstinline(self, s: str, end: int, out: list[str]) -> int:
+        opt = read_optional(s, end)
+        return self.cmd_verb(s, opt[1] if opt else end, out)
+
+    cmd_Verb = cmd_lstinline
+    cmd_path = cmd_lstinline
+
+    def cmd_mintinline(self, s: str, end: int, out: list[str]) -> int:
+        args, j = read_args(s, end, "om")  # options, language
+        return self.cmd_verb(s, j, out)
 
     def cmd_string(self, s: str, end: int, out: list[str]) -> int:
         if end < len(s) and s[end] == "\\":
             _, j = read_cs(s, end)
-            out.append(self.protect(s[end:j]))
+            out.append(self.literal(s[end:j]))
             return j
         if end < len(s):
             out.append(s[end])
@@ -582,16 +642,28 @@ class Converter:
         return j
 
     def resolve_refs(self, s: str) -> str:
+        """Write each reference as the number LaTeX would print (``Figure 2`` for ``\\autoref``).
+
+        A label defined nowhere in the source is dropped with what only it gave a meaning to: the
+        word naming it just before (``Equation``, ``Fig.``, ``Table``...) and the brackets around
+        it, so ``see \\eq{missing} and`` (``Equation~(\\ref{#1})``) reads ``see and``, never ``?``;
+        a list loses the ``,``/``and`` before it too (``Sections 2 and \\ref{missing}``: ``Sections 2``).
+        """
         names = {"section": "Section", "appendix": "Appendix", "figure": "Figure", "table": "Table", "equation": "Equation"}
 
-        def sub(m: re.Match) -> str:
-            typed, lab = m.group(1) == "T", m.group(2)
-            kind, number = self.labels.get(lab, ("", "?"))
-            if typed and kind:
-                return f"{names.get(kind, kind.capitalize())} {number}"
-            return number
+        def number(m: re.Match) -> str:
+            if m.group(2) not in self.labels:
+                return m.group(0)  # left for the second pass, which reads its context
+            kind, num = self.labels[m.group(2)]
+            return f"{names.get(kind, kind.capitalize())} {num}" if m.group(1) == "T" else num
 
-        return re.sub(_R_OPEN + r"([TN])(.*?)" + _R_CLOSE, sub, s)
+        def drop(m: re.Match) -> str:
+            n_open, n_close = (m.group("open") or "").count("("), (m.group("close") or "").count(")")
+            pairs = min(n_open, n_close)
+            return "(" * (n_open - pairs) + ")" * (n_close - pairs)
+
+        s = _REF.sub(number, s)
+        return _UNKNOWN_REF.sub(drop, s) if _R_OPEN in s else s
 
     # --- environments
 
@@ -613,6 +685,9 @@ class Converter:
         body_end, after = find_env_end(s, j, name)
         spec = self.env_args.get(name, "")
         env_opts, k = read_args(s, j, spec) if spec else ([], j)
+        placement = _PLACEMENT.match(s, k)  # [htb] of any float, known or not, even after a newline
+        if placement:
+            k = placement.end()
         body = s[k:body_end] if k <= body_end else ""
         base = name.rstrip("*")
         if base in MATH_ENVS:
@@ -621,6 +696,8 @@ class Converter:
             out.append(self.float_env(name, body))
         elif name in DROP_ENVS:
             pass
+        elif name in SUBEQUATION_ENVS:
+            out.append(self.subequations(body))
         elif name == "abstract":
             if self.config.keep_abstract:
                 out.append("\n\n# Abstract\n\n" + self.text(body) + "\n\n")
@@ -671,8 +748,23 @@ class Converter:
         tag = re.search(r"\\tag\*?\s*\{([^}]*)\}", tex)
         if tag:
             return tag.group(1).strip()
+        if self.subequation is not None:  # 3a, 3b... inside subequations
+            self.subequation[1] += 1
+            return f"{self.subequation[0]}{chr(ord('a') + (self.subequation[1] - 1) % 26)}"
         self.counters["equation"] += 1
         return str(self.counters["equation"])
+
+    def subequations(self, body: str) -> str:
+        """``subequations`` (AASTeX ``mathletters``): one equation number N, the equations inside
+        numbered Na, Nb...; a ``\\label`` outside them names N."""
+        self.counters["equation"] += 1
+        number = str(self.counters["equation"])
+        saved, saved_sub = self.target, self.subequation
+        self.target, self.subequation = ("equation", number), [number, 0]
+        try:
+            return self.text(body)
+        finally:
+            self.target, self.subequation = saved, saved_sub
 
     def float_env(self, name: str, body: str) -> str:
         kind = "figure" if name in FIGURE_ENVS else "table"
@@ -708,6 +800,17 @@ class Converter:
 
     # ------------------------------------------------------------------ finishing
 
+    def separate_maths(self, s: str) -> str:
+        """A blank between two maths that touch (``$a$$b$`` in the source, or a macro's math right
+        after other math), so that no ``$$`` appears where two inline maths meet."""
+
+        def sub(m: re.Match) -> str:
+            left, right = self.protected[int(m.group(1))], self.protected[int(m.group(2))]
+            blank = " " if left.endswith("$") and right.startswith("$") else ""
+            return m.group(0) + blank
+
+        return _TOUCHING.sub(sub, s)
+
     def finish(self, s: str) -> str:
         s = self.resolve_refs(s)
         s = s.replace("\r", "")
@@ -719,6 +822,7 @@ class Converter:
         s = re.sub(r"\( +", "(", s)
         s = re.sub(r" {2,}", " ", s)
         s = self.move_footnotes(s)
+        s = self.separate_maths(s)
         s = self.restore(s)
         return s.strip() + "\n"
 

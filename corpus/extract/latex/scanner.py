@@ -221,6 +221,34 @@ def find_unescaped(s: str, target: str, start: int) -> int:
         j += 1
 
 
+_BLANK_LINE = re.compile(r"\n[ \t\r]*\n")
+
+
+def find_inline_math_end(s: str, start: int) -> int:
+    """Index of the ``$`` closing an inline math opened just before ``start``; -1 when there is none.
+
+    As in TeX, inline math cannot run past the end of its paragraph (a blank line) or past the
+    ``}`` closing the group it was opened in: a ``$`` with no closing one before either is a lone
+    dollar (``\\texttt{$HOME}``, a ``$5`` price), and must not swallow the text after it.
+    """
+    end = find_unescaped(s, "$", start)
+    if end == -1:
+        return -1
+    if _BLANK_LINE.search(s, start, end) is not None:
+        return -1
+    j = start  # skip the groups opened inside the math; a "}" met outside them closes the outer group
+    while True:
+        close = find_unescaped(s, "}", j)
+        if close == -1 or close > end:
+            return end
+        opening = find_unescaped(s, "{", j)
+        if opening == -1 or opening > close:
+            return -1
+        j = match_brace(s, opening)
+        if j == -1 or j > end:
+            return end
+
+
 def find_env_end(s: str, i: int, name: str) -> tuple[int, int]:
     """From i (just after ``\\begin{name}``): (start of matching ``\\end{name}``, index after it).
 

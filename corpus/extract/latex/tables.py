@@ -55,6 +55,10 @@ DROP = {
     "begingroup": "", "endgroup": "", "makeatletter": "", "makeatother": "", "par": "",
     "newline": "", "and": "", "AND": "", "PACS": "m", "input": "m", "include": "m",
     "includeonly": "m", "subfile": "m", "import": "mm", "subimport": "mm",
+    # running heads and journal furniture (ARA&A, AAS, MNRAS, A&A): never prose
+    "markboth": "mm", "markright": "m", "jname": "m", "jvol": "m", "jyear": "m",
+    "lefthead": "m", "righthead": "m", "runningtitle": "m", "runningauthor": "m",
+    "runninghead": "m", "slugcomment": "m", "leftheader": "m", "rightheader": "m",
 }  # fmt: skip
 
 # Commands replaced by the text of one argument: name -> (spec, index of the argument kept)
@@ -96,8 +100,9 @@ SYMBOLS = {
     "textsection": "§", "textparagraph": "¶", "checkmark": "✓", "permil": "‰",
 }  # fmt: skip
 
+# A control symbol's text; ``\\$`` stays escaped (see converter.LITERAL_DOLLAR).
 ESCAPES = {
-    "%": "%", "&": "&", "$": "$", "#": "#", "_": "_", "{": "{", "}": "}", " ": " ",
+    "%": "%", "&": "&", "$": "\\$", "#": "#", "_": "_", "{": "{", "}": "}", " ": " ",
     "\n": " ", "\t": " ", ",": " ", ";": " ", ":": " ", ">": " ", "!": "", "-": "",
     "/": "", "@": "", "*": "", "|": "‖", "\\": "\n",
 }  # fmt: skip
@@ -135,6 +140,8 @@ DROP_ENVS = {
     "tikzpicture", "picture", "pgfpicture", "comment", "figure-set", "references", "filecontents",
     "filecontents*", "titlepage", "minted-options", "lrbox", "widetext_", "authors",
 }  # fmt: skip
+TERM_LISTS = {"description", "deflist"}  # lists whose \item[..] is a term, not a marker
+SUBEQUATION_ENVS = {"subequations", "mathletters"}
 VERBATIM = {"verbatim", "verbatim*", "Verbatim", "lstlisting", "minted", "alltt"}
 ACK_ENVS = {"acknowledgments", "acknowledgements", "acknowledgment", "acknowledgement", "acks"}
 LIST_ENVS = {"itemize", "enumerate", "description", "compactitem", "compactenum", "inparaenum", "list", "deflist"}
