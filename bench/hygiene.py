@@ -32,6 +32,7 @@ import unicodedata
 from pathlib import Path
 
 from corpus.extract.document import extract_paper
+from corpus.extract.latex import glued_inline_maths, unresolved_references
 from corpus.extract.pdf import extract_pdf
 
 BENCH = "hygiene.py"
@@ -46,8 +47,6 @@ HEADING = re.compile(r"^(#+\s|\*\*|(\d+(\.\d+)*|[A-Z]|[IVXL]+)\.?\s+[A-Z0-9])")
 CAPTION = re.compile(r"^(\*\*)?(fig(ure)?|table|tab)\.?\s*\d", re.IGNORECASE)
 MATH = re.compile(r"^(\$\$|\\\[|\$[^$]|\|)")
 DOT_LEADERS = re.compile(r"(\.\s?){5,}")
-GLUED = re.compile(r"\$[^$\n]+\$\$[^$\n]+\$")
-UNRESOLVED = re.compile(r"\((\?+)\)|(?<![\w?])\?\?(?![\w?])|(?:Eq(?:uation)?s?\.?|Fig(?:ure)?s?\.?|Tables?|Sections?|Appendix|§)[~\s]*\(?\?")
 
 
 def is_bad_glyph(ch: str) -> bool:
@@ -156,7 +155,7 @@ def main() -> int:
     for rel in LATEX:
         doc = extract_paper(source=str(fixtures / rel), source_kind="folder")
         text = doc.text or ""
-        u, g = len(UNRESOLVED.findall(text)), len(GLUED.findall(text))
+        u, g = unresolved_references(text), glued_inline_maths(text)
         unresolved, glued = unresolved + u, glued + g
         print(f"{rel}: {doc.extractor}, unresolved references {u}, glued inline maths {g}", file=sys.stderr)
 
