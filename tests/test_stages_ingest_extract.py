@@ -272,3 +272,16 @@ def test_fifo_non_utf8_name_and_unreadable_files_become_failed_rows_and_the_run_
         run_recipe(again, tmp_path / "again")
     (row,) = decisions(tmp_path / "again", "extract").iter_rows(named=True)
     assert row["action"] == "failed" and "good.pdf" in row["detail"] and "is a FIFO" in row["detail"]
+
+
+def test_metadata_rows_the_filter_removes_are_counted_per_reason(fixtures, tmp_path):
+    meta = fixtures / "metadata" / "arxiv_kaggle_metadata_head100.jsonl"
+    recipe = Recipe(steps=[Step(stage="ingest", config={"metadata": [str(meta)], "categories": ["astro-ph*"],
+                                                        "since": "2007-04-02", "require_files": False})],
+                    executor=ExecutorConfig(tasks=1, quiet=True))
+    stats = run_recipe(recipe, tmp_path / "out").stats["00-ingest"]
+    kept = read_polars(tmp_path / "out" / "papers.parquet", PAPER).height
+    # 100 rows: 8 astro-ph, of which those submitted before 2007-04-02 fail the date filter
+    assert stats["metadata.filtered.category"] == 92
+    assert stats["metadata.filtered.date"] == 8 - kept > 0
+    assert stats["metadata.filtered.category"] + stats["metadata.filtered.date"] + kept == 100

@@ -145,6 +145,9 @@ class Ingest(Stage):
                         records[item.paper_id] = item
             for key in ("lines", "errors", "parsed", "matched", "duplicates"):
                 counts[f"metadata.{key}"] = counts.get(f"metadata.{key}", 0) + getattr(stats, key)
+        for arxiv_id, why in filtered_out.items():  # rows the filter removed get no decision row: count them
+            if arxiv_id not in records:  # (an id with another, matching row is not filtered out)
+                counts[f"metadata.filtered.{why}"] = counts.get(f"metadata.filtered.{why}", 0) + 1
         files: dict[str, dict[str, SourceFile]] = {}  # arxiv id -> role -> file
         loose: list[SourceFile] = []  # files whose names hold no arXiv id
         for role, locations in (("pdf", c.pdfs), ("src", c.sources)):
