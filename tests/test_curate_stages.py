@@ -190,3 +190,46 @@ def test_reference_list_spanning_pages_is_removed_when_configured(fixtures, tmp_
         assert gone not in row["text"]
     assert "AUTHOR AFFILIATIONS" in row["text"]  # the next section ends the reference list
     assert [row["text"][p["start"]:p["end"]] for p in row["pages"]][0][:40] == d.text[:40]
+
+
+def test_decontaminate_skips_a_row_with_a_blank_unused_option_and_counts_it(fixtures, papers, tmp_path):
+    lines = (fixtures / "qa" / "astro_qa_en_single_choice4_sample50.jsonl").read_text().splitlines()
+    rows = [json.loads(x) for x in lines]
+    unused = next(k for k in "ABCD" if k != rows[0]["answer"])
+    rows[0][unused] = ""  # the answer key makes this option unused: the row still counts
+    rows[1][rows[1]["answer"]] = " "  # the correct option is blank: this row cannot be matched
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    planted = papers["corrfunc_sinha2016_elsarticle"] + f"\n\n{rows[0]['question']} {rows[0][rows[0]['answer']]}\n"
+    write_table(DOCUMENT, [doc("planted", planted), doc("clean", papers["hwobows_vaughan2023_mnras"])],
+                tmp_path / "docs.parquet")
+    manifest = run(tmp_path, "out", [("decontaminate", {
+        "documents": str(tmp_path / "docs.parquet"), "papers": None, "questions": [str(qa)]})])
+    stats = manifest.stats["00-decontaminate"]
+    assert stats["questions"] == 49 and stats["questions.skipped_rows"] == 1
+    d = decisions(tmp_path / "out" / "decisions/decontaminate.parquet")
+    assert d["planted"]["reason"] == "benchmark_overlap" and d["clean"]["action"] == "kept"
+    assert json.loads(d["planted"]["detail"])["question_id"] == rows[0]["id"]
+
+
+def test_a_bad_question_file_fails_the_run_before_any_step_runs(papers, tmp_path):
+    write_table(DOCUMENT, [doc(n, t) for n, t in papers.items()], tmp_path / "docs.parquet")
+    bad = tmp_path / "q.json"
+    bad.write_text(json.dumps([{"question": "What?", "A": "a", "B": "b", "C": "c", "D": "d", "answer": "Z"}]))
+    with pytest.raises(ValueError, match="q.json: no questions usable"):
+        run(tmp_path, "out", [("clean", {"documents": str(tmp_path / "docs.parquet")}), ("dedup", {}), ("filter", {}),
+                              ("decontaminate", {"papers": None, "questions": [str(bad)]})])
+    assert not (tmp_path / "out").exists()  # clean never ran
+
+
+def test_the_question_index_is_built_once_per_step_not_per_shard(fixtures, papers, tmp_path, monkeypatch):
+    from corpus.curate import decontaminate
+
+    built = []
+    original = decontaminate.NgramIndex.__init__
+    monkeypatch.setattr(decontaminate.NgramIndex, "__init__", lambda self, *a, **k: built.append(1) or original(self, *a, **k))
+    write_table(DOCUMENT, [doc(n, t) for n, t in papers.items()], tmp_path / "docs.parquet")
+    manifest = run(tmp_path, "out", [("decontaminate", {
+        "documents": str(tmp_path / "docs.parquet"), "papers": None,
+        "questions": [str(fixtures / "qa" / "astro_qa_en_single_choice4_sample50.jsonl")]})], tasks=4)
+    assert manifest.stats["00-decontaminate"]["items"] == len(papers) and len(built) == 1

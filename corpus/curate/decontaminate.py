@@ -15,6 +15,8 @@ reference pattern, DOI (or DOI prefix) or arXiv id.
 Question files: JSON (an array of objects), JSONL or Parquet with ``question``, ``A``..``D`` and an
 optional ``answer`` (a letter); the id is ``id``, else ``index``, else the row number. Both layouts in
 ``shared/fixtures/qa/`` (AstroMLab-1: ``index``, no answers; Astro-QA: ``id``, ``answer``) load.
+A row without the text it is matched by (see :func:`load_questions`) is skipped and reported, never
+fatal to the file.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class Question:
     source: str = ""
 
 
-def _rows(path: Path) -> list[dict]:
+def _rows(path: Path, skipped: list[str]) -> list:
+    """The rows of a question file; a JSONL line that is not JSON is left out with a line in ``skipped``."""
     suffix = path.suffix.lower()
     if suffix not in (".json", ".jsonl", ".parquet"):
         raise QuestionFileError(f"{path}: unknown question file type {suffix!r} (use .json, .jsonl or .parquet)")
@@ -68,7 +71,8 @@ def _rows(path: Path) -> list[dict]:
                     try:
                         rows.append(json.loads(line))
                     except json.JSONDecodeError as e:
-                        raise QuestionFileError(f"{path}:{n}: not valid JSON: {e}") from e
+                        skipped.append(f"{path}:{n}: not valid JSON: {e}")
+                        rows.append(None)  # keeps the row numbers of the lines after it
             return rows
         else:
             data = json.loads(text)
@@ -88,32 +92,66 @@ def _rows(path: Path) -> list[dict]:
         raise QuestionFileError(f"{path}: cannot read questions: {e}") from e
 
 
-def load_questions(path: str | os.PathLike) -> list[Question]:
-    """Questions from a JSON/JSONL/Parquet file (see module docstring); raises :class:`QuestionFileError`."""
+def _text(value) -> str:
+    """A cell as text: strings stripped, numbers written out, anything else (None, lists) empty."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _question(row, n: int, path: Path, seen: set[str]) -> Question | str:
+    """Row ``n`` as a :class:`Question`, or why it cannot be used."""
+    if not isinstance(row, Mapping):
+        return "not an object"
+    question = _text(row.get("question"))
+    if not question:
+        return "no question text"
+    options = {k: _text(row.get(k)) for k in OPTIONS}
+    qid = row.get("id", row.get("index"))
+    qid = str(qid) if qid is not None else f"{path.stem}:{n}"
+    if qid in seen:
+        return f"question id {qid!r} appears twice"
+    answer = row.get("answer")
+    if answer is not None and str(answer).strip():
+        answer = str(answer).strip().upper().rstrip(".)")
+        if answer not in OPTIONS:
+            return f"(id {qid}) answer {row.get('answer')!r} is not one of A-D"
+        if not options[answer]:
+            return f"(id {qid}) no text in column {answer!r}, its answer"
+    else:
+        answer = None
+        if not any(options.values()):
+            return f"(id {qid}) no text in any of the columns {list(OPTIONS)}"
+    seen.add(qid)
+    return Question(qid, question, options, answer, str(path))
+
+
+def load_questions(path: str | os.PathLike, skipped: list[str] | None = None) -> list[Question]:
+    """Questions from a JSON/JSONL/Parquet file (see module docstring).
+
+    Only the text a question is matched by must be there: the question and, with an answer key,
+    the correct option (without one, at least one option). A row that lacks it, is not JSON or
+    repeats an id is left out, with one line saying why appended to ``skipped`` when given.
+    Raises :class:`QuestionFileError` for a file that cannot be read or has no usable row.
+    """
     path = Path(path)
-    rows = _rows(path)
-    if not rows:
-        raise QuestionFileError(f"{path}: no questions")
+    skipped = skipped if skipped is not None else []
+    before = len(skipped)
+    rows = _rows(path, skipped)
     out, seen = [], set()
     for n, row in enumerate(rows, 1):
-        if not isinstance(row, Mapping):
-            raise QuestionFileError(f"{path}: row {n} is not an object")
-        missing = [k for k in ("question", *OPTIONS) if not isinstance(row.get(k), str) or not row.get(k).strip()]
-        if missing:
-            raise QuestionFileError(f"{path}: row {n} has no text in column(s) {missing}")
-        qid = row.get("id", row.get("index"))
-        qid = str(qid) if qid is not None else f"{path.stem}:{n}"
-        if qid in seen:
-            raise QuestionFileError(f"{path}: row {n}: question id {qid!r} appears twice")
-        seen.add(qid)
-        answer = row.get("answer")
-        if answer is not None and str(answer).strip():
-            answer = str(answer).strip().upper().rstrip(".)")
-            if answer not in OPTIONS:
-                raise QuestionFileError(f"{path}: row {n} (id {qid}): answer {row.get('answer')!r} is not one of A-D")
+        if row is None:  # a JSONL line already reported
+            continue
+        q = _question(row, n, path, seen)
+        if isinstance(q, str):
+            skipped.append(f"{path}: row {n} {q}")
         else:
-            answer = None
-        out.append(Question(qid, row["question"], {k: row[k] for k in OPTIONS}, answer, str(path)))
+            out.append(q)
+    if not out:
+        why = "; ".join(skipped[before:before + 3])
+        raise QuestionFileError(f"{path}: no questions" + (f" usable ({len(rows)} rows; {why})" if rows else ""))
     return out
 
 
@@ -213,13 +251,14 @@ class NgramIndex:
         return False, "benchmark_overlap", detail
 
 
-def load_index(paths: Sequence[str | os.PathLike], n: int = 13, min_words: int = 8) -> NgramIndex:
+def load_index(paths: Sequence[str | os.PathLike], n: int = 13, min_words: int = 8,
+               skipped: list[str] | None = None) -> NgramIndex:
     """An :class:`NgramIndex` over every question of these files (ids prefixed by the file stem when
-    two files share an id)."""
+    two files share an id); rows left out are reported in ``skipped`` (see :func:`load_questions`)."""
     questions: list[Question] = []
     ids: set[str] = set()
     for p in paths:
-        for q in load_questions(p):
+        for q in load_questions(p, skipped):
             if q.id in ids:
                 q = Question(f"{Path(p).stem}:{q.id}", q.question, q.options, q.answer, q.source)
             ids.add(q.id)
