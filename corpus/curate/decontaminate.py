@@ -9,8 +9,10 @@ against a sorted array) and every hash hit is confirmed on the words themselves,
 a hash collision. The match records the question id and the overlapping n-gram.
 
 **By source.** The reference recipe kept every Annual Review of Astronomy and Astrophysics paper out
-(AstroMLab-1's questions were written from them): :class:`SourceExclusion` drops papers by journal
-reference pattern, DOI (or DOI prefix) or arXiv id.
+(AstroMLab-1's questions were written from them, and paraphrase them: no shared 13-gram, so this is
+the only protection): :class:`SourceExclusion` drops papers by journal reference pattern, DOI (or DOI
+prefix), arXiv id (any id the paper is known by), or the journal's own words in the document's front
+matter (copyright line, running head, DOI), so a review without a metadata row is caught too.
 
 Question files: JSON (an array of objects), JSONL or Parquet with ``question``, ``A``..``D`` and an
 optional ``answer`` (a letter); the id is ``id``, else ``index``, else the row number. Both layouts in
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corpus.arxiv_ids import normalise_id
+from corpus.arxiv_ids import find_arxiv_stamp, is_content_id, normalise_id
 from corpus.curate import text as T
 
 OPTIONS = ("A", "B", "C", "D")
@@ -275,9 +277,27 @@ ARAA_JOURNAL_REF = (
     r"\bann(?:u(?:al)?)?\.?\s*rev(?:iew)?s?\.?\s*(?:of\s+)?astron(?:omy)?\.?\s*(?:(?:and|&)\s*)?astrophys",
 )
 ARAA_DOI_PREFIXES = ("10.1146/annurev-astro", "10.1146/annurev.astro", "10.1146/annurev.aa")
+#: What an Annual Review prints on its own first page and running heads, and a paper citing one does
+#: not: its copyright line, the journal name followed by the year (citations put the year before the
+#: journal, or the volume after it), its DOI, the publisher's web address.
+ARAA_TEXT = (
+    r"(?:copyright|©|\(c\))\s*(?:©\s*)?(?:19|20)\d\d\s+by\s+annual\s+reviews",
+    r"\bannu(?:al)?\.?\s*rev(?:iew)?\.?\s*(?:of\s+)?astron(?:omy)?\.?\s*(?:and\s+|&\s*)?astrophys(?:ics)?\.?\s*(?:19|20)\d\d\b",
+    r"\b10\.1146/annurev[-.](?:astro|aa)\b",
+    r"\bwww\.annualreviews\.org\b",
+)
+FRONT_CHARS = 5000  # the front matter searched: the first page, and at least this many characters
 
 _ARXIV_VERSION = re.compile(r"v\d+$")
 _DOI_URL = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:)", re.IGNORECASE)
+ARXIV_DOI_PREFIX = "10.48550/arxiv."  # arXiv's own DOIs: 10.48550/arXiv.2201.01234
+
+
+def front_matter(text: str, pages: Sequence[Mapping] | None = None) -> str:
+    """The start of a document where a paper says what it is: its first page (PDF documents), and at
+    least the first ``FRONT_CHARS`` characters; never the reference list of a long paper."""
+    first_page_end = pages[0]["end"] if pages else 0
+    return text[: max(FRONT_CHARS, first_page_end)]
 
 
 def normalize_arxiv_id(arxiv_id: str) -> str:
@@ -304,15 +324,12 @@ class SourceExclusion:
     doi_prefixes: tuple[str, ...] = field(default=ARAA_DOI_PREFIXES, metadata={"help": "DOI prefixes to exclude"})
     dois: frozenset[str] = field(default=frozenset(), metadata={"help": "DOIs to exclude"})
     arxiv_ids: frozenset[str] = field(default=frozenset(), metadata={"help": "arXiv ids to exclude (any version)"})
+    text_patterns: tuple[str, ...] = field(
+        default=ARAA_TEXT, metadata={"help": "case-insensitive regexes searched in a document's front matter"})
 
     def __post_init__(self):
-        compiled = []
-        for p in self.journal_ref_patterns:
-            try:
-                compiled.append(re.compile(p, re.IGNORECASE))
-            except re.error as e:
-                raise ValueError(f"SourceExclusion: journal_ref pattern {p!r} is not a valid regex: {e}") from e
-        object.__setattr__(self, "_patterns", compiled)
+        object.__setattr__(self, "_patterns", _compile(self.journal_ref_patterns, "journal_ref"))
+        object.__setattr__(self, "_text_patterns", _compile(self.text_patterns, "text"))
         object.__setattr__(self, "dois", frozenset(normalize_doi(d) for d in self.dois))
         object.__setattr__(self, "arxiv_ids", frozenset(normalize_arxiv_id(a) for a in self.arxiv_ids))
         object.__setattr__(self, "doi_prefixes", tuple(normalize_doi(d) for d in self.doi_prefixes))
@@ -331,14 +348,18 @@ class SourceExclusion:
             return frozenset(ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip())
         return cls(dois=read(dois_file), arxiv_ids=read(arxiv_ids_file), **kwargs)
 
-    def excluded(self, paper: Mapping) -> str | None:
-        """The reason ``paper`` (a ``paper`` row: ``paper_id``, ``doi``, ``journal_ref``) is excluded, or None."""
-        pid = paper.get("paper_id")
-        if pid and normalize_arxiv_id(str(pid)) in self.arxiv_ids:
-            return f"excluded_arxiv_id:{normalize_arxiv_id(str(pid))}"
-        doi = paper.get("doi")
-        if doi:
-            d = normalize_doi(str(doi))
+    def excluded(self, paper: Mapping, front: str = "") -> str | None:
+        """The reason ``paper`` is excluded, or None.
+
+        ``paper`` is a ``paper`` row (``paper_id``, ``doi``, ``journal_ref``, ``flags``); ``front`` the
+        front matter of its text (:func:`front_matter`). The id lists apply to every id the paper is
+        known by (:func:`known_ids`); the journal is recognised by its journal reference, its DOI, or
+        its own words in the front matter, so a paper without metadata is caught too.
+        """
+        arxiv_ids, dois = known_ids(paper, front)
+        for a in sorted(arxiv_ids & self.arxiv_ids):
+            return f"excluded_arxiv_id:{a}"
+        for d in sorted(dois):
             if d in self.dois:
                 return f"excluded_doi:{d}"
             for prefix in self.doi_prefixes:
@@ -349,4 +370,35 @@ class SourceExclusion:
             for pat in self._patterns:  # type: ignore[attr-defined]
                 if pat.search(str(ref)):
                     return f"excluded_journal_ref:{pat.pattern}"
+        for pat in self._text_patterns:  # type: ignore[attr-defined]
+            if pat.search(front):
+                return f"excluded_text:{pat.pattern}"
         return None
+
+
+def _compile(patterns: Sequence[str], what: str) -> list[re.Pattern]:
+    compiled = []
+    for p in patterns:
+        try:
+            compiled.append(re.compile(p, re.IGNORECASE))
+        except re.error as e:
+            raise ValueError(f"SourceExclusion: {what} pattern {p!r} is not a valid regex: {e}") from e
+    return compiled
+
+
+def known_ids(paper: Mapping, front: str = "") -> tuple[set[str], set[str]]:
+    """Every arXiv id and DOI a paper is known by: its ``paper_id`` (unless a content hash), the
+    ``arxiv_id:`` flags ingest gives a paper without metadata, its DOI, arXiv's stamp in the front
+    matter of its text (:func:`corpus.arxiv_ids.find_arxiv_stamp`), and each arXiv id's arXiv DOI
+    (``10.48550/arxiv.<id>``) and back."""
+    arxiv_ids: set[str] = set()
+    pid = paper.get("paper_id")
+    if pid and not is_content_id(str(pid)):
+        arxiv_ids.add(normalize_arxiv_id(str(pid)))
+    arxiv_ids |= {normalize_arxiv_id(f.split(":", 1)[1]) for f in paper.get("flags") or () if f.startswith("arxiv_id:")}
+    if stamp := find_arxiv_stamp(front):
+        arxiv_ids.add(stamp[0])
+    dois = {normalize_doi(str(paper["doi"]))} if paper.get("doi") else set()
+    arxiv_ids |= {normalize_arxiv_id(d[len(ARXIV_DOI_PREFIX):]) for d in dois if d.startswith(ARXIV_DOI_PREFIX)}
+    dois |= {ARXIV_DOI_PREFIX + a.lower() for a in arxiv_ids}
+    return arxiv_ids, dois

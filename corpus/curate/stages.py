@@ -27,7 +27,7 @@ from pydantic import Field
 
 from corpus.curate import minhash
 from corpus.curate.clean import CleanConfig, clean_text, drop_until_next_section
-from corpus.curate.decontaminate import SourceExclusion, load_index, load_questions
+from corpus.curate.decontaminate import SourceExclusion, front_matter, load_index, load_questions
 from corpus.curate.dedup import cluster, exact_dedup, summary
 from corpus.run.stage import EmptyOutputError
 from corpus.curate.filters import (
@@ -347,8 +347,14 @@ class DecontaminateConfig(StageConfig):
         description="regexes of journal references to exclude (default: Annual Review of A&A)")
     doi_prefixes: list[str] = Field(default_factory=lambda: list(SourceExclusion().doi_prefixes),
                                     description="DOI prefixes to exclude (default: Annual Review of A&A)")
+    text_patterns: list[str] = Field(
+        default_factory=lambda: list(SourceExclusion().text_patterns),
+        description="regexes searched in each document's front matter (first page, at least 5000 characters) "
+                    "to exclude (default: the Annual Reviews copyright line, running head and DOI)")
     exclude_dois: str | None = path_field(None, "file of DOIs to exclude, one per line")
-    exclude_arxiv_ids: str | None = path_field(None, "file of arXiv ids to exclude, one per line")
+    exclude_arxiv_ids: str | None = path_field(None, "file of arXiv ids to exclude, one per line (matched against "
+                                                      "every id a paper is known by: its id, the arXiv id of a "
+                                                      "paper named by hash, arXiv's stamp in its text, its DOI)")
 
 
 INDEX_FILE = "questions.pkl"  # the question index, built once per step in work_dir
@@ -388,12 +394,13 @@ class Decontaminate(FilterStage):
         self.index = pickle.loads((self.work_dir / INDEX_FILE).read_bytes()) if c.questions else None
         self.exclusion = SourceExclusion.from_lists(c.exclude_dois, c.exclude_arxiv_ids,
                                                     journal_ref_patterns=tuple(c.journal_ref_patterns),
-                                                    doi_prefixes=tuple(c.doi_prefixes))
+                                                    doi_prefixes=tuple(c.doi_prefixes),
+                                                    text_patterns=tuple(c.text_patterns))
         self.papers = self._papers()
 
     def check(self, doc):
         paper = self.papers.get(doc["paper_id"], {"paper_id": doc["paper_id"]})
-        reason = self.exclusion.excluded(paper)
+        reason = self.exclusion.excluded(paper, front_matter(doc["text"] or "", doc["pages"]))
         if reason is not None:
             return False, reason, None, {"journal_ref": paper.get("journal_ref"), "doi": paper.get("doi")}
         if self.index is not None:
@@ -409,4 +416,4 @@ class Decontaminate(FilterStage):
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: papers table not found (needed for exclusion by journal-ref and DOI; "
                                     "set papers to none to exclude by arXiv id only)")
-        return {r["paper_id"]: r for r in iter_rows(path, PAPER, columns=["paper_id", "doi", "journal_ref"])}
+        return {r["paper_id"]: r for r in iter_rows(path, PAPER, columns=["paper_id", "doi", "journal_ref", "flags"])}
