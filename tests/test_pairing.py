@@ -115,3 +115,18 @@ def test_title_pairing_takes_the_closest_longest_title_and_never_joins_two_ids()
     assert pair_by_title({"s": r"Template \aastex Article with Examples: v6.3"},
                          {"p": "Draft version July 10, 2019\nTemplate AASTEXArticle with Examples: v6.3∗"}, {})
     assert not pair_by_title({"s": "Chasing rainbows and ocean glints"}, {"p": "Chasing the ocean and the rainbow"}, {})
+
+
+def test_a_loose_source_pairs_with_a_named_pdf_through_its_metadata_title(tmp_path):
+    pdfs, srcs = tmp_path / "pdfs", tmp_path / "srcs"
+    pdfs.mkdir(), srcs.mkdir()
+    pdf(pdfs / "2201.04444v1.pdf", ["Page one says nothing of its title"])  # the metadata row says it
+    (srcs / "main.tex").write_text("\\documentclass{article}\\title{Magnetic braking of \\\\ young solar twins}"
+                                   "\\begin{document}Text.\\end{document}")
+    meta = tmp_path / "meta.jsonl"
+    meta.write_text(json.dumps({"id": "2201.04444", "categories": "astro-ph.SR", "title": "Magnetic braking of young\n"
+                                "  solar twins", "versions": [{"version": "v1", "created": "Tue, 4 Jan 2022 10:00:00 GMT"}]}))
+    papers, _ = ingest(tmp_path, pdfs=[str(pdfs)], sources=[str(srcs)], metadata=[str(meta)])
+    (paper,) = papers.values()
+    assert paper["paper_id"] == "2201.04444" and paper["source_path"].endswith("main.tex")
+    assert "paired_by:title" in paper["flags"]

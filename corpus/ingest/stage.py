@@ -164,7 +164,7 @@ class Ingest(Stage):
                     else:
                         self._add(files, sf, decisions)
         how: dict[str, list[str]] = {}  # arxiv id, or a loose PDF's url -> flags saying how it was joined
-        loose_pairs = self._pair(files, loose, how, decisions)
+        loose_pairs = self._pair(files, loose, how, decisions, records)
         counts["files.paired_by_arxiv_stamp"] = sum("paired_by:arxiv_stamp" in f for f in how.values())
         counts["files.named_by_arxiv_stamp"] = sum("named_by:arxiv_stamp" in f for f in how.values())
         counts["files.paired_by_title"] = sum("paired_by:title" in f for f in how.values())
@@ -210,10 +210,12 @@ class Ingest(Stage):
         return True
 
     def _pair(self, files: dict[str, dict[str, SourceFile]], loose: list[SourceFile], how: dict[str, list[str]],
-              decisions: list[DecisionItem]) -> list[tuple[SourceFile | None, SourceFile | None]]:
+              decisions: list[DecisionItem], records: dict[str, MetadataRecord],
+              ) -> list[tuple[SourceFile | None, SourceFile | None]]:
         """Join the files whose names hold no arXiv id (see :mod:`corpus.ingest.pairing`): a PDF with
         arXiv's stamp is filed under the stamped id; then unpaired PDFs and sources are paired by the
-        source's title on the PDF's page 1. Returns the loose files that stay loose, as
+        source's title on the PDF's page 1 (a file with a metadata row is represented by the row's
+        title, so only files without one are read). Returns the loose files that stay loose, as
         ``(pdf, src)`` (a title pair of two loose files, or one file alone)."""
         opts = self.config.storage_options
         pages: dict[str, str] = {}  # PDF url -> its metadata title and page-1 text
@@ -237,13 +239,18 @@ class Ingest(Stage):
             pdfs |= {r["pdf"].url: r["pdf"] for r in files.values() if set(r) == {"pdf"}}
         if loose_pdfs:
             srcs |= {r["src"].url: r["src"] for r in files.values() if set(r) == {"src"}}
+        def known_title(sf: SourceFile) -> str | None:  # a metadata row's title spares reading the file
+            record = records.get(sf.paper_id) if sf.paper_id else None
+            return record.title if record is not None and record.title else None
+
         titles = {}
-        if loose_pdfs or loose_srcs:
-            for url, sf in (srcs.items() if pdfs else ()):
-                if (title := source_title(sf, opts)) is not None:
-                    titles[url] = title
-        for url in pdfs if titles else ():
-            if url not in pages and (page := first_page(url, opts)) is not None:
+        for url, sf in (srcs.items() if pdfs else ()):
+            if (title := known_title(sf) or source_title(sf, opts)) is not None:
+                titles[url] = title
+        for url, sf in (pdfs.items() if titles else ()):
+            if url not in pages and (title := known_title(sf)) is not None:
+                pages[url] = title
+            elif url not in pages and (page := first_page(url, opts)) is not None:
                 pages[url] = f"{page.metadata_title}\n{page.text}"
         ids = {url: sf.paper_id for url, sf in (pdfs | srcs).items()}
         paired: set[str] = set()
