@@ -151,3 +151,23 @@ def id_or_content_id(name: str, sha256_hex: str) -> tuple[str, str | None]:
     ``(content_id(sha256_hex), None)``."""
     parsed = parse_arxiv_id(name)
     return parsed if parsed is not None else (content_id(sha256_hex), None)
+
+
+# arXiv's stamp up the left margin of page 1 of the PDFs it serves: the id with its version, the
+# primary category in brackets (new-style ids only), the date of that version.
+_STAMP_RE = re.compile(
+    r"arXiv:\s*(?P<id>\d{4}\.\d{4,5}v[1-9]\d*|[a-z]+(?:-[a-z]+)?(?:\.[A-Z]{2})?/\d{7}v[1-9]\d*)\s*"
+    r"(?:\[[a-zA-Z.\-]{2,20}\]\s*)?\d{1,2}\s*[A-Z][a-z]{2}\s*(?:19|20)\d\d\b"
+)
+
+
+def find_arxiv_stamp(text: str) -> tuple[str, str | None] | None:
+    """``(canonical_id, version)`` from arXiv's margin stamp in ``text`` (page 1 of a PDF arXiv served,
+    or the start of the text extracted from it), or ``None``. Only the stamp's whole form counts,
+    ``arXiv:2201.01234v2 [astro-ph.SR] 4 Jan 2022`` or ``arXiv:astro-ph/0701001v2 26 Jan 2007``:
+    an id cited in the text (``arXiv:2201.01234``) has no version-category-date and is not one."""
+    for m in _STAMP_RE.finditer(text):
+        parsed = parse_arxiv_id(m["id"])
+        if parsed is not None:
+            return parsed
+    return None

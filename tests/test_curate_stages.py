@@ -12,7 +12,7 @@ import pytest
 from corpus.run.stage import EmptyOutputError
 from corpus.run.executor import ExecutorConfig
 from corpus.run.recipe import Recipe, Step, run_recipe
-from schemas import DECISION, DOCUMENT, read_polars, write_table
+from schemas import DECISION, DOCUMENT, PAPER, read_polars, write_table
 
 
 def doc(pid: str, text: str) -> dict:
@@ -190,3 +190,80 @@ def test_reference_list_spanning_pages_is_removed_when_configured(fixtures, tmp_
         assert gone not in row["text"]
     assert "AUTHOR AFFILIATIONS" in row["text"]  # the next section ends the reference list
     assert [row["text"][p["start"]:p["end"]] for p in row["pages"]][0][:40] == d.text[:40]
+
+
+def test_decontaminate_skips_a_row_with_a_blank_unused_option_and_counts_it(fixtures, papers, tmp_path):
+    lines = (fixtures / "qa" / "astro_qa_en_single_choice4_sample50.jsonl").read_text().splitlines()
+    rows = [json.loads(x) for x in lines]
+    unused = next(k for k in "ABCD" if k != rows[0]["answer"])
+    rows[0][unused] = ""  # the answer key makes this option unused: the row still counts
+    rows[1][rows[1]["answer"]] = " "  # the correct option is blank: this row cannot be matched
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    planted = papers["corrfunc_sinha2016_elsarticle"] + f"\n\n{rows[0]['question']} {rows[0][rows[0]['answer']]}\n"
+    write_table(DOCUMENT, [doc("planted", planted), doc("clean", papers["hwobows_vaughan2023_mnras"])],
+                tmp_path / "docs.parquet")
+    manifest = run(tmp_path, "out", [("decontaminate", {
+        "documents": str(tmp_path / "docs.parquet"), "papers": None, "questions": [str(qa)]})])
+    stats = manifest.stats["00-decontaminate"]
+    assert stats["questions"] == 49 and stats["questions.skipped_rows"] == 1
+    d = decisions(tmp_path / "out" / "decisions/decontaminate.parquet")
+    assert d["planted"]["reason"] == "benchmark_overlap" and d["clean"]["action"] == "kept"
+    assert json.loads(d["planted"]["detail"])["question_id"] == rows[0]["id"]
+
+
+def test_a_bad_question_file_fails_the_run_before_any_step_runs(papers, tmp_path):
+    write_table(DOCUMENT, [doc(n, t) for n, t in papers.items()], tmp_path / "docs.parquet")
+    bad = tmp_path / "q.json"
+    bad.write_text(json.dumps([{"question": "What?", "A": "a", "B": "b", "C": "c", "D": "d", "answer": "Z"}]))
+    with pytest.raises(ValueError, match="q.json: no questions usable"):
+        run(tmp_path, "out", [("clean", {"documents": str(tmp_path / "docs.parquet")}), ("dedup", {}), ("filter", {}),
+                              ("decontaminate", {"papers": None, "questions": [str(bad)]})])
+    assert not (tmp_path / "out").exists()  # clean never ran
+
+
+def test_the_question_index_is_built_once_per_step_not_per_shard(fixtures, papers, tmp_path, monkeypatch):
+    from corpus.curate import decontaminate
+
+    built = []
+    original = decontaminate.NgramIndex.__init__
+    monkeypatch.setattr(decontaminate.NgramIndex, "__init__", lambda self, *a, **k: built.append(1) or original(self, *a, **k))
+    write_table(DOCUMENT, [doc(n, t) for n, t in papers.items()], tmp_path / "docs.parquet")
+    manifest = run(tmp_path, "out", [("decontaminate", {
+        "documents": str(tmp_path / "docs.parquet"), "papers": None,
+        "questions": [str(fixtures / "qa" / "astro_qa_en_single_choice4_sample50.jsonl")]})], tasks=4)
+    assert manifest.stats["00-decontaminate"]["items"] == len(papers) and len(built) == 1
+
+
+def _paper_pdf(path, title: str, head: list[str], footer: str, pages: int = 3) -> None:
+    prose = ("Stars form in cold molecular clouds whose collapse is regulated by turbulence, magnetic fields "
+             "and feedback from massive stars. We review what observations of nearby galaxies tell us about "
+             "the efficiency of this process and how it depends on the environment of each cloud. ") * 6
+    d = pymupdf.open()
+    for n in range(pages):
+        page = d.new_page()
+        lines = [title, *head] if n == 0 else []
+        for i, line in enumerate(lines):
+            page.insert_text((72, 72 + 16 * i), line, fontsize=11)
+        page.insert_textbox(pymupdf.Rect(72, 90 + 16 * len(lines), 540, 740), prose, fontsize=10)
+        if footer:
+            page.insert_text((72, 780), footer.format(n=n + 1), fontsize=8)
+    path.write_bytes(d.tobytes())
+
+
+def test_an_annual_review_without_metadata_is_excluded_by_its_text(tmp_path):
+    pdfs = tmp_path / "pdfs"
+    pdfs.mkdir()
+    _paper_pdf(pdfs / "review.pdf", "Star Formation in Nearby Galaxies",
+               ["Annu. Rev. Astron. Astrophys. 2022. 60:1-40", "https://doi.org/10.1146/annurev-astro-052920-0001"],
+               "Copyright © 2022 by Annual Reviews. All rights reserved {n}")
+    _paper_pdf(pdfs / "paper.pdf", "Turbulence in Molecular Clouds",
+               ["(see Kennicutt 1998, ARA&A, 36, 189; McKee & Ostriker 2007, Annu. Rev. Astron. Astrophys., 45, 565)"], "")
+    run(tmp_path, "out", [("ingest", {"pdfs": [str(pdfs)]}), ("extract", {}),
+                          ("decontaminate", {"documents": "{out}/documents.parquet"})])
+    papers = {r["pdf_path"].rsplit("/", 1)[-1]: r["paper_id"]
+              for r in read_polars(tmp_path / "out" / "papers.parquet", PAPER).iter_rows(named=True)}
+    d = decisions(tmp_path / "out" / "decisions/decontaminate.parquet")
+    assert papers["review.pdf"].startswith("sha256:")  # no metadata row, no arXiv id: nothing else to go by
+    assert d[papers["review.pdf"]]["action"] == "dropped" and d[papers["review.pdf"]]["reason"].startswith("excluded_text:")
+    assert d[papers["paper.pdf"]]["action"] == "kept"

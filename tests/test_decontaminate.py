@@ -14,6 +14,7 @@ from corpus.curate.decontaminate import (
     Question,
     QuestionFileError,
     SourceExclusion,
+    front_matter,
     load_index,
     load_questions,
 )
@@ -114,11 +115,8 @@ def test_short_questions_match_whole_and_tiny_ones_are_skipped(paper):
 
 def test_bad_question_files_name_the_problem(tmp_path):
     p = tmp_path / "q.jsonl"
-    p.write_text('{"question": "What?", "A": "a", "B": "b", "C": "c"}\n')
-    with pytest.raises(QuestionFileError, match=r"q.jsonl: row 1 .*\['D'\]"):
-        load_questions(p)
     p.write_text('{"question": "What?", "A": "a", "B": "b", "C": "c", "D": "d", "answer": "E"}\n')
-    with pytest.raises(QuestionFileError, match="not one of A-D"):
+    with pytest.raises(QuestionFileError, match=r"q.jsonl: no questions usable .*not one of A-D"):
         load_questions(p)
     p.write_text("{not json\n")
     with pytest.raises(QuestionFileError, match="q.jsonl:1: not valid JSON"):
@@ -129,6 +127,27 @@ def test_bad_question_files_name_the_problem(tmp_path):
         load_questions(empty)
     with pytest.raises(QuestionFileError, match="unknown question file type"):
         load_questions(tmp_path / "q.csv")
+
+
+def test_a_bad_row_is_skipped_and_reported_not_fatal(tmp_path):
+    rows = [
+        {"id": "ok", "question": "What?", "A": "a", "B": "b", "C": "c", "D": "", "answer": "A"},  # D unused
+        {"id": "no-answer-text", "question": "What?", "A": "a", "B": "", "C": "c", "D": "d", "answer": "B"},
+        {"id": "keyless", "question": "Which?", "A": "a", "B": None, "C": 3, "D": "d"},  # every option is used
+        {"id": "blank", "question": " ", "A": "a", "B": "b", "C": "c", "D": "d"},
+        {"id": "ok", "question": "Again?", "A": "a", "B": "b", "C": "c", "D": "d"},
+    ]
+    p = tmp_path / "q.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows[:2]) + "\n{broken\n" + "\n".join(json.dumps(r) for r in rows[2:]))
+    skipped: list[str] = []
+    qs = load_questions(p, skipped)
+    assert [q.id for q in qs] == ["ok", "keyless"] and qs[0].options["D"] == "" and qs[1].options["C"] == "3"
+    assert [s.split(str(tmp_path))[1] for s in skipped] == [
+        "/q.jsonl:3: not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        "/q.jsonl: row 2 (id no-answer-text) no text in column 'B', its answer",
+        "/q.jsonl: row 5 no question text",
+        "/q.jsonl: row 6 question id 'ok' appears twice",
+    ]
 
 
 def test_source_exclusion(fixtures):
@@ -164,3 +183,34 @@ def test_arxiv_id_exclusion_matches_every_spelling():
     assert exclusion.excluded({"paper_id": "astro-ph/0701001"})
     assert exclusion.excluded({"paper_id": "0704.0001"})
     assert exclusion.excluded({"paper_id": "0704.0002"}) is None
+
+
+def test_exclusion_lists_reach_every_id_a_paper_is_known_by():
+    ex = SourceExclusion(arxiv_ids=frozenset({"2201.01234", "2201.05555"}), dois=frozenset({"10.48550/arXiv.2201.07777"}),
+                         journal_ref_patterns=(), doi_prefixes=(), text_patterns=())
+    hashed = "sha256:" + "a" * 64
+    assert ex.excluded({"paper_id": hashed, "flags": ["no_metadata", "arxiv_id:2201.01234"]}) == "excluded_arxiv_id:2201.01234"
+    stamp = "arXiv:2201.05555v3  [astro-ph.GA]  9 Jan 2022\nA title"
+    assert ex.excluded({"paper_id": hashed, "flags": []}, stamp) == "excluded_arxiv_id:2201.05555"
+    assert ex.excluded({"paper_id": "1", "doi": "https://doi.org/10.48550/arXiv.2201.01234"}) == "excluded_arxiv_id:2201.01234"
+    assert ex.excluded({"paper_id": "2201.07777v1"}) == "excluded_doi:10.48550/arxiv.2201.07777"
+    assert ex.excluded({"paper_id": hashed, "flags": ["no_metadata"]}, "cites arXiv:2201.05555 [astro-ph.GA]") is None
+
+
+def test_an_annual_review_is_recognised_by_its_front_matter_not_by_citations(fixtures):
+    import pymupdf
+
+    ex = SourceExclusion()
+    review = ("Gaussian Processes for Astronomy\nAnnu. Rev. Astron. Astrophys. 2023. 61:329–71\n"
+              "https://doi.org/10.1146/annurev-astro-052920-103508\nCopyright © 2023 by the author(s).")
+    assert ex.excluded({"paper_id": "sha256:" + "b" * 64}, review).startswith("excluded_text:")
+    assert ex.excluded({"paper_id": "1"}, "2 Aigrain & Foreman-Mackey\nCopyright © 2022 by Annual Reviews. All rights")
+    assert ex.excluded({"paper_id": "1"}, "www.annualreviews.org • GPR for Astronomy 23")
+    citing = ("Star formation (Kennicutt 1998, ARA&A, 36, 189; Kennicutt R. C., Annu. Rev. Astron. Astrophys. 36, 189 "
+              "(1998); McKee C. F., Ostriker E. C., 2007, Annu. Rev. Astron. Astrophys., 45, 565) is reviewed in ...")
+    assert ex.excluded({"paper_id": "2"}, citing) is None
+    for pdf in sorted((fixtures / "pdf").glob("*.pdf")):  # real papers; legwork cites an ARA&A DOI in its references
+        with pymupdf.open(pdf) as d:
+            texts = [p.get_text() for p in d]
+        front = front_matter("\n\n".join(texts), [{"start": 0, "end": len(texts[0])}])
+        assert ex.excluded({"paper_id": "3"}, front) is None, pdf.name

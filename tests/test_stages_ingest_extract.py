@@ -50,20 +50,24 @@ def test_fixture_metadata_with_category_and_date_filters(fixtures, tmp_path):
     assert all(str(d) == "2007-04-02" for d in read_polars(dated / "papers.parquet", PAPER)["submitted"])
 
 
-def test_files_without_metadata_are_named_by_hash_or_dropped_with_a_reason(fixtures, tmp_path):
+def test_files_without_metadata_are_named_by_id_or_hash_or_dropped_with_a_reason(fixtures, tmp_path):
     pdfs = tmp_path / "pdf"
     pdfs.mkdir()
     shutil.copy(fixtures / "pdf" / "hwobows_vaughan2023_mnras.pdf", pdfs / "2301.00001v1.pdf")
     shutil.copy(fixtures / "pdf" / "hwobows_vaughan2023_mnras.pdf", pdfs / "copy.pdf")  # same bytes, no id
+    shutil.copy(fixtures / "pdf" / "corrfunc_sinha2016_elsarticle.pdf", pdfs / "upload.pdf")  # no id anywhere
     meta = tmp_path / "m.jsonl"
     meta.write_text(json.dumps({"id": "0704.0001", "categories": "astro-ph", "title": "t", "abstract": "a",
                                 "versions": [{"version": "v1", "created": "Mon, 2 Apr 2007 19:18:42 GMT"}]}) + "\n")
     out = run(tmp_path, [("ingest", {"pdfs": [str(pdfs)], "metadata": [str(meta)]})])
-    papers = read_polars(out / "papers.parquet", PAPER)
-    assert papers.height == 1 and papers["paper_id"].item().startswith("sha256:")
-    assert "no_metadata" in papers["flags"].item() and papers["title"].item()
+    papers = {r["paper_id"]: r for r in read_polars(out / "papers.parquet", PAPER).iter_rows(named=True)}
+    named = papers.pop("2301.00001")  # its file name is its arXiv id: named by it, not by its hash
+    assert named["version"] == "v1" and "arxiv_id:2301.00001" in named["flags"] and named["pdf_path"].endswith("v1.pdf")
+    (hashed,) = papers.values()
+    assert hashed["paper_id"] == "sha256:" + _sha(pdfs / "upload.pdf")
+    assert "no_metadata" in hashed["flags"] and hashed["title"]
     reasons = sorted(decisions(out, "ingest")["reason"])
-    assert reasons == ["duplicate_file", "ingested", "no_files"]
+    assert reasons == ["duplicate_file", "ingested", "ingested", "no_files"]
     dropped = run(tmp_path, [("ingest", {"pdfs": [str(pdfs)], "metadata": [str(meta)], "unmatched_files": "drop"})], "drop")
     assert "no_matching_metadata" in set(decisions(dropped, "ingest")["reason"])
 
@@ -91,7 +95,7 @@ def test_extract_prefers_latex_falls_back_to_pdf_and_records_failures(fixtures, 
     out = run(tmp_path, [("ingest", {"pdfs": [str(pdf)], "sources": [str(src)]}), ("extract", {})])
     docs = {r["paper_id"]: r for r in read_polars(out / "documents.parquet", DOCUMENT).iter_rows(named=True)}
     papers = {r["paper_id"]: r for r in read_polars(out / "papers.parquet", PAPER).iter_rows(named=True)}
-    assert papers["sha256:" + _sha(src / "2208.00004.gz")]["source_kind"] == "postscript"
+    assert papers["2208.00004"]["source_kind"] == "postscript"
     legwork = next(d for d in docs.values() if d["text"] and "LEGWORK" in d["text"][:200])
     assert legwork["extractor"] == "latex" and legwork["reason"] == "latex_source"
     corrfunc = next(d for d in docs.values() if d["text"] and "Corrfunc" in d["text"])
@@ -285,3 +289,16 @@ def test_text_command_reads_a_tex_file_in_its_folder(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "We study the LISA mission and its sources, as Peters (1964) did." in captured.out
     assert "latex files: main.tex, define.tex" in captured.err
+
+
+def test_metadata_rows_the_filter_removes_are_counted_per_reason(fixtures, tmp_path):
+    meta = fixtures / "metadata" / "arxiv_kaggle_metadata_head100.jsonl"
+    recipe = Recipe(steps=[Step(stage="ingest", config={"metadata": [str(meta)], "categories": ["astro-ph*"],
+                                                        "since": "2007-04-02", "require_files": False})],
+                    executor=ExecutorConfig(tasks=1, quiet=True))
+    stats = run_recipe(recipe, tmp_path / "out").stats["00-ingest"]
+    kept = read_polars(tmp_path / "out" / "papers.parquet", PAPER).height
+    # 100 rows: 8 astro-ph, of which those submitted before 2007-04-02 fail the date filter
+    assert stats["metadata.filtered.category"] == 92
+    assert stats["metadata.filtered.date"] == 8 - kept > 0
+    assert stats["metadata.filtered.category"] + stats["metadata.filtered.date"] + kept == 100

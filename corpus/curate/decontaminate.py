@@ -9,12 +9,16 @@ against a sorted array) and every hash hit is confirmed on the words themselves,
 a hash collision. The match records the question id and the overlapping n-gram.
 
 **By source.** The reference recipe kept every Annual Review of Astronomy and Astrophysics paper out
-(AstroMLab-1's questions were written from them): :class:`SourceExclusion` drops papers by journal
-reference pattern, DOI (or DOI prefix) or arXiv id.
+(AstroMLab-1's questions were written from them, and paraphrase them: no shared 13-gram, so this is
+the only protection): :class:`SourceExclusion` drops papers by journal reference pattern, DOI (or DOI
+prefix), arXiv id (any id the paper is known by), or the journal's own words in the document's front
+matter (copyright line, running head, DOI), so a review without a metadata row is caught too.
 
 Question files: JSON (an array of objects), JSONL or Parquet with ``question``, ``A``..``D`` and an
 optional ``answer`` (a letter); the id is ``id``, else ``index``, else the row number. Both layouts in
 ``shared/fixtures/qa/`` (AstroMLab-1: ``index``, no answers; Astro-QA: ``id``, ``answer``) load.
+A row without the text it is matched by (see :func:`load_questions`) is skipped and reported, never
+fatal to the file.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corpus.arxiv_ids import normalise_id
+from corpus.arxiv_ids import find_arxiv_stamp, is_content_id, normalise_id
 from corpus.curate import text as T
 
 OPTIONS = ("A", "B", "C", "D")
@@ -51,7 +55,8 @@ class Question:
     source: str = ""
 
 
-def _rows(path: Path) -> list[dict]:
+def _rows(path: Path, skipped: list[str]) -> list:
+    """The rows of a question file; a JSONL line that is not JSON is left out with a line in ``skipped``."""
     suffix = path.suffix.lower()
     if suffix not in (".json", ".jsonl", ".parquet"):
         raise QuestionFileError(f"{path}: unknown question file type {suffix!r} (use .json, .jsonl or .parquet)")
@@ -68,7 +73,8 @@ def _rows(path: Path) -> list[dict]:
                     try:
                         rows.append(json.loads(line))
                     except json.JSONDecodeError as e:
-                        raise QuestionFileError(f"{path}:{n}: not valid JSON: {e}") from e
+                        skipped.append(f"{path}:{n}: not valid JSON: {e}")
+                        rows.append(None)  # keeps the row numbers of the lines after it
             return rows
         else:
             data = json.loads(text)
@@ -88,32 +94,66 @@ def _rows(path: Path) -> list[dict]:
         raise QuestionFileError(f"{path}: cannot read questions: {e}") from e
 
 
-def load_questions(path: str | os.PathLike) -> list[Question]:
-    """Questions from a JSON/JSONL/Parquet file (see module docstring); raises :class:`QuestionFileError`."""
+def _text(value) -> str:
+    """A cell as text: strings stripped, numbers written out, anything else (None, lists) empty."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _question(row, n: int, path: Path, seen: set[str]) -> Question | str:
+    """Row ``n`` as a :class:`Question`, or why it cannot be used."""
+    if not isinstance(row, Mapping):
+        return "not an object"
+    question = _text(row.get("question"))
+    if not question:
+        return "no question text"
+    options = {k: _text(row.get(k)) for k in OPTIONS}
+    qid = row.get("id", row.get("index"))
+    qid = str(qid) if qid is not None else f"{path.stem}:{n}"
+    if qid in seen:
+        return f"question id {qid!r} appears twice"
+    answer = row.get("answer")
+    if answer is not None and str(answer).strip():
+        answer = str(answer).strip().upper().rstrip(".)")
+        if answer not in OPTIONS:
+            return f"(id {qid}) answer {row.get('answer')!r} is not one of A-D"
+        if not options[answer]:
+            return f"(id {qid}) no text in column {answer!r}, its answer"
+    else:
+        answer = None
+        if not any(options.values()):
+            return f"(id {qid}) no text in any of the columns {list(OPTIONS)}"
+    seen.add(qid)
+    return Question(qid, question, options, answer, str(path))
+
+
+def load_questions(path: str | os.PathLike, skipped: list[str] | None = None) -> list[Question]:
+    """Questions from a JSON/JSONL/Parquet file (see module docstring).
+
+    Only the text a question is matched by must be there: the question and, with an answer key,
+    the correct option (without one, at least one option). A row that lacks it, is not JSON or
+    repeats an id is left out, with one line saying why appended to ``skipped`` when given.
+    Raises :class:`QuestionFileError` for a file that cannot be read or has no usable row.
+    """
     path = Path(path)
-    rows = _rows(path)
-    if not rows:
-        raise QuestionFileError(f"{path}: no questions")
+    skipped = skipped if skipped is not None else []
+    before = len(skipped)
+    rows = _rows(path, skipped)
     out, seen = [], set()
     for n, row in enumerate(rows, 1):
-        if not isinstance(row, Mapping):
-            raise QuestionFileError(f"{path}: row {n} is not an object")
-        missing = [k for k in ("question", *OPTIONS) if not isinstance(row.get(k), str) or not row.get(k).strip()]
-        if missing:
-            raise QuestionFileError(f"{path}: row {n} has no text in column(s) {missing}")
-        qid = row.get("id", row.get("index"))
-        qid = str(qid) if qid is not None else f"{path.stem}:{n}"
-        if qid in seen:
-            raise QuestionFileError(f"{path}: row {n}: question id {qid!r} appears twice")
-        seen.add(qid)
-        answer = row.get("answer")
-        if answer is not None and str(answer).strip():
-            answer = str(answer).strip().upper().rstrip(".)")
-            if answer not in OPTIONS:
-                raise QuestionFileError(f"{path}: row {n} (id {qid}): answer {row.get('answer')!r} is not one of A-D")
+        if row is None:  # a JSONL line already reported
+            continue
+        q = _question(row, n, path, seen)
+        if isinstance(q, str):
+            skipped.append(f"{path}: row {n} {q}")
         else:
-            answer = None
-        out.append(Question(qid, row["question"], {k: row[k] for k in OPTIONS}, answer, str(path)))
+            out.append(q)
+    if not out:
+        why = "; ".join(skipped[before:before + 3])
+        raise QuestionFileError(f"{path}: no questions" + (f" usable ({len(rows)} rows; {why})" if rows else ""))
     return out
 
 
@@ -213,13 +253,14 @@ class NgramIndex:
         return False, "benchmark_overlap", detail
 
 
-def load_index(paths: Sequence[str | os.PathLike], n: int = 13, min_words: int = 8) -> NgramIndex:
+def load_index(paths: Sequence[str | os.PathLike], n: int = 13, min_words: int = 8,
+               skipped: list[str] | None = None) -> NgramIndex:
     """An :class:`NgramIndex` over every question of these files (ids prefixed by the file stem when
-    two files share an id)."""
+    two files share an id); rows left out are reported in ``skipped`` (see :func:`load_questions`)."""
     questions: list[Question] = []
     ids: set[str] = set()
     for p in paths:
-        for q in load_questions(p):
+        for q in load_questions(p, skipped):
             if q.id in ids:
                 q = Question(f"{Path(p).stem}:{q.id}", q.question, q.options, q.answer, q.source)
             ids.add(q.id)
@@ -236,9 +277,27 @@ ARAA_JOURNAL_REF = (
     r"\bann(?:u(?:al)?)?\.?\s*rev(?:iew)?s?\.?\s*(?:of\s+)?astron(?:omy)?\.?\s*(?:(?:and|&)\s*)?astrophys",
 )
 ARAA_DOI_PREFIXES = ("10.1146/annurev-astro", "10.1146/annurev.astro", "10.1146/annurev.aa")
+#: What an Annual Review prints on its own first page and running heads, and a paper citing one does
+#: not: its copyright line, the journal name followed by the year (citations put the year before the
+#: journal, or the volume after it), its DOI, the publisher's web address.
+ARAA_TEXT = (
+    r"(?:copyright|©|\(c\))\s*(?:©\s*)?(?:19|20)\d\d\s+by\s+annual\s+reviews",
+    r"\bannu(?:al)?\.?\s*rev(?:iew)?\.?\s*(?:of\s+)?astron(?:omy)?\.?\s*(?:and\s+|&\s*)?astrophys(?:ics)?\.?\s*(?:19|20)\d\d\b",
+    r"\b10\.1146/annurev[-.](?:astro|aa)\b",
+    r"\bwww\.annualreviews\.org\b",
+)
+FRONT_CHARS = 5000  # the front matter searched: the first page, and at least this many characters
 
 _ARXIV_VERSION = re.compile(r"v\d+$")
 _DOI_URL = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:)", re.IGNORECASE)
+ARXIV_DOI_PREFIX = "10.48550/arxiv."  # arXiv's own DOIs: 10.48550/arXiv.2201.01234
+
+
+def front_matter(text: str, pages: Sequence[Mapping] | None = None) -> str:
+    """The start of a document where a paper says what it is: its first page (PDF documents), and at
+    least the first ``FRONT_CHARS`` characters; never the reference list of a long paper."""
+    first_page_end = pages[0]["end"] if pages else 0
+    return text[: max(FRONT_CHARS, first_page_end)]
 
 
 def normalize_arxiv_id(arxiv_id: str) -> str:
@@ -265,15 +324,12 @@ class SourceExclusion:
     doi_prefixes: tuple[str, ...] = field(default=ARAA_DOI_PREFIXES, metadata={"help": "DOI prefixes to exclude"})
     dois: frozenset[str] = field(default=frozenset(), metadata={"help": "DOIs to exclude"})
     arxiv_ids: frozenset[str] = field(default=frozenset(), metadata={"help": "arXiv ids to exclude (any version)"})
+    text_patterns: tuple[str, ...] = field(
+        default=ARAA_TEXT, metadata={"help": "case-insensitive regexes searched in a document's front matter"})
 
     def __post_init__(self):
-        compiled = []
-        for p in self.journal_ref_patterns:
-            try:
-                compiled.append(re.compile(p, re.IGNORECASE))
-            except re.error as e:
-                raise ValueError(f"SourceExclusion: journal_ref pattern {p!r} is not a valid regex: {e}") from e
-        object.__setattr__(self, "_patterns", compiled)
+        object.__setattr__(self, "_patterns", _compile(self.journal_ref_patterns, "journal_ref"))
+        object.__setattr__(self, "_text_patterns", _compile(self.text_patterns, "text"))
         object.__setattr__(self, "dois", frozenset(normalize_doi(d) for d in self.dois))
         object.__setattr__(self, "arxiv_ids", frozenset(normalize_arxiv_id(a) for a in self.arxiv_ids))
         object.__setattr__(self, "doi_prefixes", tuple(normalize_doi(d) for d in self.doi_prefixes))
@@ -292,14 +348,18 @@ class SourceExclusion:
             return frozenset(ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip())
         return cls(dois=read(dois_file), arxiv_ids=read(arxiv_ids_file), **kwargs)
 
-    def excluded(self, paper: Mapping) -> str | None:
-        """The reason ``paper`` (a ``paper`` row: ``paper_id``, ``doi``, ``journal_ref``) is excluded, or None."""
-        pid = paper.get("paper_id")
-        if pid and normalize_arxiv_id(str(pid)) in self.arxiv_ids:
-            return f"excluded_arxiv_id:{normalize_arxiv_id(str(pid))}"
-        doi = paper.get("doi")
-        if doi:
-            d = normalize_doi(str(doi))
+    def excluded(self, paper: Mapping, front: str = "") -> str | None:
+        """The reason ``paper`` is excluded, or None.
+
+        ``paper`` is a ``paper`` row (``paper_id``, ``doi``, ``journal_ref``, ``flags``); ``front`` the
+        front matter of its text (:func:`front_matter`). The id lists apply to every id the paper is
+        known by (:func:`known_ids`); the journal is recognised by its journal reference, its DOI, or
+        its own words in the front matter, so a paper without metadata is caught too.
+        """
+        arxiv_ids, dois = known_ids(paper, front)
+        for a in sorted(arxiv_ids & self.arxiv_ids):
+            return f"excluded_arxiv_id:{a}"
+        for d in sorted(dois):
             if d in self.dois:
                 return f"excluded_doi:{d}"
             for prefix in self.doi_prefixes:
@@ -310,4 +370,35 @@ class SourceExclusion:
             for pat in self._patterns:  # type: ignore[attr-defined]
                 if pat.search(str(ref)):
                     return f"excluded_journal_ref:{pat.pattern}"
+        for pat in self._text_patterns:  # type: ignore[attr-defined]
+            if pat.search(front):
+                return f"excluded_text:{pat.pattern}"
         return None
+
+
+def _compile(patterns: Sequence[str], what: str) -> list[re.Pattern]:
+    compiled = []
+    for p in patterns:
+        try:
+            compiled.append(re.compile(p, re.IGNORECASE))
+        except re.error as e:
+            raise ValueError(f"SourceExclusion: {what} pattern {p!r} is not a valid regex: {e}") from e
+    return compiled
+
+
+def known_ids(paper: Mapping, front: str = "") -> tuple[set[str], set[str]]:
+    """Every arXiv id and DOI a paper is known by: its ``paper_id`` (unless a content hash), the
+    ``arxiv_id:`` flags ingest gives a paper without metadata, its DOI, arXiv's stamp in the front
+    matter of its text (:func:`corpus.arxiv_ids.find_arxiv_stamp`), and each arXiv id's arXiv DOI
+    (``10.48550/arxiv.<id>``) and back."""
+    arxiv_ids: set[str] = set()
+    pid = paper.get("paper_id")
+    if pid and not is_content_id(str(pid)):
+        arxiv_ids.add(normalize_arxiv_id(str(pid)))
+    arxiv_ids |= {normalize_arxiv_id(f.split(":", 1)[1]) for f in paper.get("flags") or () if f.startswith("arxiv_id:")}
+    if stamp := find_arxiv_stamp(front):
+        arxiv_ids.add(stamp[0])
+    dois = {normalize_doi(str(paper["doi"]))} if paper.get("doi") else set()
+    arxiv_ids |= {normalize_arxiv_id(d[len(ARXIV_DOI_PREFIX):]) for d in dois if d.startswith(ARXIV_DOI_PREFIX)}
+    dois |= {ARXIV_DOI_PREFIX + a.lower() for a in arxiv_ids}
+    return arxiv_ids, dois

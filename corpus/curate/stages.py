@@ -12,6 +12,7 @@ chain the files: ``documents.parquet`` -> ``curated/clean.parquet`` -> ``curated
 from __future__ import annotations
 
 import json
+import pickle
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from pydantic import Field
 
 from corpus.curate import minhash
 from corpus.curate.clean import CleanConfig, clean_text, drop_until_next_section
-from corpus.curate.decontaminate import SourceExclusion, load_index
+from corpus.curate.decontaminate import SourceExclusion, front_matter, load_index, load_questions
 from corpus.curate.dedup import cluster, exact_dedup, summary
 from corpus.run.stage import EmptyOutputError
 from corpus.curate.filters import (
@@ -42,6 +43,7 @@ from corpus.curate.text import content_hash_of_words, words
 from corpus.pages import join_texts
 from corpus.run.progress import progress
 from corpus.run.stage import OUT, Stage, StageConfig, path_field, register_stage, writers_of
+from corpus.run.workdir import note
 from schemas import DECISION, DOCUMENT, PAPER, TableWriter, count_rows, iter_batches, iter_row_range, iter_rows
 
 
@@ -345,8 +347,17 @@ class DecontaminateConfig(StageConfig):
         description="regexes of journal references to exclude (default: Annual Review of A&A)")
     doi_prefixes: list[str] = Field(default_factory=lambda: list(SourceExclusion().doi_prefixes),
                                     description="DOI prefixes to exclude (default: Annual Review of A&A)")
+    text_patterns: list[str] = Field(
+        default_factory=lambda: list(SourceExclusion().text_patterns),
+        description="regexes searched in each document's front matter (first page, at least 5000 characters) "
+                    "to exclude (default: the Annual Reviews copyright line, running head and DOI)")
     exclude_dois: str | None = path_field(None, "file of DOIs to exclude, one per line")
-    exclude_arxiv_ids: str | None = path_field(None, "file of arXiv ids to exclude, one per line")
+    exclude_arxiv_ids: str | None = path_field(None, "file of arXiv ids to exclude, one per line (matched against "
+                                                      "every id a paper is known by: its id, the arXiv id of a "
+                                                      "paper named by hash, arXiv's stamp in its text, its DOI)")
+
+
+INDEX_FILE = "questions.pkl"  # the question index, built once per step in work_dir
 
 
 @register_stage
@@ -357,17 +368,39 @@ class Decontaminate(FilterStage):
     description = "Drop documents overlapping benchmark questions (13-gram) or from excluded sources; writes corpus.parquet."
     output = "corpus.parquet"
 
+    def validate(self) -> None:
+        """Read every question file before any step runs: one that cannot be read, or has no usable
+        question, fails the run at once (rows left out are reported when the step runs)."""
+        for path in self.config.questions:
+            load_questions(path)
+
+    def prepare(self):
+        """Build the question index once for the step (the shards load it from ``work_dir``); count
+        and report the rows left out of it."""
+        super().prepare()
+        c = self.config
+        if not c.questions:
+            return {}
+        skipped: list[str] = []
+        index = load_index(c.questions, c.ngram, c.min_words, skipped)
+        (self.work_dir / INDEX_FILE).write_bytes(pickle.dumps(index))
+        if skipped:
+            note(f"decontaminate: {len(skipped)} question rows skipped, e.g. " + "; ".join(skipped[:3]))
+        return {"questions": index.n_questions, "questions.skipped_rows": len(skipped),
+                "questions.too_short": len(index.skipped)}
+
     def setup(self) -> None:
         c = self.config
-        self.index = load_index(c.questions, c.ngram, c.min_words) if c.questions else None
+        self.index = pickle.loads((self.work_dir / INDEX_FILE).read_bytes()) if c.questions else None
         self.exclusion = SourceExclusion.from_lists(c.exclude_dois, c.exclude_arxiv_ids,
                                                     journal_ref_patterns=tuple(c.journal_ref_patterns),
-                                                    doi_prefixes=tuple(c.doi_prefixes))
+                                                    doi_prefixes=tuple(c.doi_prefixes),
+                                                    text_patterns=tuple(c.text_patterns))
         self.papers = self._papers()
 
     def check(self, doc):
         paper = self.papers.get(doc["paper_id"], {"paper_id": doc["paper_id"]})
-        reason = self.exclusion.excluded(paper)
+        reason = self.exclusion.excluded(paper, front_matter(doc["text"] or "", doc["pages"]))
         if reason is not None:
             return False, reason, None, {"journal_ref": paper.get("journal_ref"), "doi": paper.get("doi")}
         if self.index is not None:
@@ -383,4 +416,4 @@ class Decontaminate(FilterStage):
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: papers table not found (needed for exclusion by journal-ref and DOI; "
                                     "set papers to none to exclude by arXiv id only)")
-        return {r["paper_id"]: r for r in iter_rows(path, PAPER, columns=["paper_id", "doi", "journal_ref"])}
+        return {r["paper_id"]: r for r in iter_rows(path, PAPER, columns=["paper_id", "doi", "journal_ref", "flags"])}

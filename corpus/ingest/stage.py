@@ -2,7 +2,11 @@
 
 ``prepare`` (once, in the driving process) streams the metadata, lists every file location (folders,
 tars, fsspec URLs, arXiv bulk manifests, fetched and md5-verified resumably), and joins files to
-metadata by the arXiv id in their names. The shards then hash each paper's files, sniff what each
+metadata by the arXiv id in their names; a PDF whose name holds none is read for arXiv's margin stamp,
+and PDFs and sources left unpaired are paired by title (:mod:`corpus.ingest.pairing`; the paper's
+flags say ``paired_by:arxiv_stamp``, ``named_by:arxiv_stamp`` or ``paired_by:title``). A paper with
+no metadata row is named by its arXiv id when a name or stamp gave one, else by its content hash;
+with metadata for that id it is that paper, filtered like it. The shards then hash each paper's files, sniff what each
 source is by its magic bytes, and write the rows. Every file that does not become a paper, and every
 unreadable metadata line or chunk, leaves a ``Decision`` row saying why.
 """
@@ -11,15 +15,16 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 
 from pydantic import Field
 
-from corpus.arxiv_ids import content_id
+from corpus.arxiv_ids import content_id, find_arxiv_stamp
 from corpus.archives import HEAD_BYTES, sniff_source_kind
 from corpus.files import SourceError, open_input, printable_name, redact_url
+from corpus.ingest.pairing import first_page, pair_by_title, source_title
 from corpus.ingest.arxiv_metadata import MetadataError, MetadataFilter, MetadataRecord, MetadataStats, read_metadata
 from corpus.ingest.sources import (
     SourceFile,
@@ -70,6 +75,7 @@ class PaperItem:
     src: SourceFile | None = None
     arxiv_id: str | None = None
     content_sha256: str | None = None  # papers without metadata: hash of the file naming them
+    flags: list[str] = field(default_factory=list)  # how its files were joined when not by name
 
 
 @dataclass
@@ -145,6 +151,9 @@ class Ingest(Stage):
                         records[item.paper_id] = item
             for key in ("lines", "errors", "parsed", "matched", "duplicates"):
                 counts[f"metadata.{key}"] = counts.get(f"metadata.{key}", 0) + getattr(stats, key)
+        for arxiv_id, why in filtered_out.items():  # rows the filter removed get no decision row: count them
+            if arxiv_id not in records:  # (an id with another, matching row is not filtered out)
+                counts[f"metadata.filtered.{why}"] = counts.get(f"metadata.filtered.{why}", 0) + 1
         files: dict[str, dict[str, SourceFile]] = {}  # arxiv id -> role -> file
         loose: list[SourceFile] = []  # files whose names hold no arXiv id
         for role, locations in (("pdf", c.pdfs), ("src", c.sources)):
@@ -152,13 +161,13 @@ class Ingest(Stage):
                 for sf in self._list(self.path(location), role, decisions):
                     if sf.paper_id is None:
                         loose.append(sf)
-                        continue
-                    have = files.setdefault(sf.paper_id, {})
-                    if role in have:
-                        decisions.append(DecisionItem(f"!{sf.url}", sf.url, "dropped", "older_or_duplicate_file",
-                                                      {"kept": have[role].url}))
-                        continue
-                    have[role] = sf
+                    else:
+                        self._add(files, sf, decisions)
+        how: dict[str, list[str]] = {}  # arxiv id, or a loose PDF's url -> flags saying how it was joined
+        loose_pairs = self._pair(files, loose, how, decisions, records)
+        counts["files.paired_by_arxiv_stamp"] = sum("paired_by:arxiv_stamp" in f for f in how.values())
+        counts["files.named_by_arxiv_stamp"] = sum("named_by:arxiv_stamp" in f for f in how.values())
+        counts["files.paired_by_title"] = sum("paired_by:title" in f for f in how.values())
         items: list[PaperItem | DecisionItem] = list(decisions)
         for arxiv_id, roles in files.items():
             record = records.get(arxiv_id)
@@ -173,20 +182,94 @@ class Ingest(Stage):
                     items.append(DecisionItem(arxiv_id, sf.url, "dropped", "no_matching_metadata",
                                               {"arxiv_id": arxiv_id, "filter": c.categories}))
                 continue
-            items.append(PaperItem(arxiv_id, record, roles.get("pdf"), roles.get("src"), arxiv_id))
+            items.append(PaperItem(arxiv_id, record, roles.get("pdf"), roles.get("src"), arxiv_id, flags=how.get(arxiv_id, [])))
         for arxiv_id, record in records.items():
             if arxiv_id not in files:
                 if c.require_files:
                     items.append(DecisionItem(arxiv_id, arxiv_id, "dropped", "no_files", {"title": record.title}))
                 else:
                     items.append(PaperItem(arxiv_id, record))
-        for sf in loose:
-            items.append(PaperItem(f"~{sf.url}", None, sf if sf.role == "pdf" else None, sf if sf.role == "src" else None))
+        for pdf, src in loose_pairs:
+            items.append(PaperItem(f"~{(pdf or src).url}", None, pdf, src, flags=how.get((pdf or src).url, [])))
         items = self._name_unmatched(items)
         items.sort(key=lambda i: i.key)
         (self.work_dir / "plan.pkl").write_bytes(pickle.dumps(items))
-        counts["files.listed"] = sum(len(r) for r in files.values()) + len(loose)
+        counts["files.listed"] = sum(len(r) for r in files.values()) + sum((p is not None) + (s is not None)
+                                                                          for p, s in loose_pairs)
         return counts
+
+    @staticmethod
+    def _add(files: dict[str, dict[str, SourceFile]], sf: SourceFile, decisions: list[DecisionItem]) -> bool:
+        """File ``sf`` under its arXiv id and role; a second file for the same place is dropped (recorded)."""
+        have = files.setdefault(sf.paper_id, {})
+        if sf.role in have:
+            decisions.append(DecisionItem(f"!{sf.url}", sf.url, "dropped", "older_or_duplicate_file",
+                                          {"kept": have[sf.role].url}))
+            return False
+        have[sf.role] = sf
+        return True
+
+    def _pair(self, files: dict[str, dict[str, SourceFile]], loose: list[SourceFile], how: dict[str, list[str]],
+              decisions: list[DecisionItem], records: dict[str, MetadataRecord],
+              ) -> list[tuple[SourceFile | None, SourceFile | None]]:
+        """Join the files whose names hold no arXiv id (see :mod:`corpus.ingest.pairing`): a PDF with
+        arXiv's stamp is filed under the stamped id; then unpaired PDFs and sources are paired by the
+        source's title on the PDF's page 1 (a file with a metadata row is represented by the row's
+        title, so only files without one are read). Returns the loose files that stay loose, as
+        ``(pdf, src)`` (a title pair of two loose files, or one file alone)."""
+        opts = self.config.storage_options
+        pages: dict[str, str] = {}  # PDF url -> its metadata title and page-1 text
+        loose_pdfs, loose_srcs = [], [sf for sf in loose if sf.role == "src"]
+        for sf in (sf for sf in loose if sf.role == "pdf"):
+            page = first_page(sf.url, opts)
+            stamp = find_arxiv_stamp(page.text) if page else None
+            if page:
+                pages[sf.url] = f"{page.metadata_title}\n{page.text}"
+            if stamp is None:
+                loose_pdfs.append(sf)
+                continue
+            stamped = replace(sf, paper_id=stamp[0], version=stamp[1])
+            pages[stamped.url] = pages.get(sf.url, "")
+            if self._add(files, stamped, decisions):
+                how[stamp[0]] = ["paired_by:arxiv_stamp" if "src" in files[stamp[0]] else "named_by:arxiv_stamp"]
+        # candidates: unpaired files; two with (different) arXiv ids are never one paper
+        pdfs = {sf.url: sf for sf in loose_pdfs}
+        srcs = {sf.url: sf for sf in loose_srcs}
+        if loose_srcs:
+            pdfs |= {r["pdf"].url: r["pdf"] for r in files.values() if set(r) == {"pdf"}}
+        if loose_pdfs:
+            srcs |= {r["src"].url: r["src"] for r in files.values() if set(r) == {"src"}}
+        def known_title(sf: SourceFile) -> str | None:  # a metadata row's title spares reading the file
+            record = records.get(sf.paper_id) if sf.paper_id else None
+            return record.title if record is not None and record.title else None
+
+        titles = {}
+        for url, sf in (srcs.items() if pdfs else ()):
+            if (title := known_title(sf) or source_title(sf, opts)) is not None:
+                titles[url] = title
+        for url, sf in (pdfs.items() if titles else ()):
+            if url not in pages and (title := known_title(sf)) is not None:
+                pages[url] = title
+            elif url not in pages and (page := first_page(url, opts)) is not None:
+                pages[url] = f"{page.metadata_title}\n{page.text}"
+        ids = {url: sf.paper_id for url, sf in (pdfs | srcs).items()}
+        paired: set[str] = set()
+        alone = []
+        for pdf_url, src_url, coverage in pair_by_title(titles, {u: pages[u] for u in pdfs if u in pages}, ids):
+            pdf, src = pdfs[pdf_url], srcs[src_url]
+            paired |= {pdf_url, src_url}
+            flags = ["paired_by:title"]
+            arxiv_id = pdf.paper_id or src.paper_id
+            if arxiv_id is None:
+                alone.append((pdf, src))
+                how[pdf.url] = flags
+                continue
+            other = src if pdf.paper_id else pdf
+            files[arxiv_id][other.role] = replace(other, paper_id=arxiv_id, version=None)
+            how[arxiv_id] = how.get(arxiv_id, []) + flags
+        alone += [(sf, None) for sf in loose_pdfs if sf.url not in paired]
+        alone += [(None, sf) for sf in loose_srcs if sf.url not in paired]
+        return alone
 
     def _filter_detail(self, arxiv_id: str, why: str, url: str) -> dict:
         """What a ``filtered_out`` decision says: the paper, the file, and the filter that excluded it."""
@@ -230,26 +313,24 @@ class Ingest(Stage):
             yield sf
 
     def _name_unmatched(self, items: list) -> list:
-        """Papers with no metadata are named by the sha256 of their PDF (else source); duplicates dropped."""
-        out, seen = [], {}
-        for item in items:
-            if not isinstance(item, PaperItem) or item.record is not None:
-                out.append(item)
-                continue
-            if item.pdf is None and item.src is None:
-                continue
+        """Papers with no metadata row are named by the arXiv id their file name or stamp gave, else by
+        the sha256 of their PDF (else source). A paper whose file has the bytes of one already named
+        is dropped as a duplicate (those with an arXiv id are named first, so a copy without one goes)."""
+        seen: dict[str, str] = {}  # sha256 -> the file named first
+        unmatched = [i for i in items if isinstance(i, PaperItem) and i.record is None and (i.pdf or i.src)]
+        out = [i for i in items if not isinstance(i, PaperItem) or i.record is not None]
+        for item in sorted(unmatched, key=lambda i: (i.arxiv_id is None, i.key)):
             sf = item.pdf or item.src
             try:
                 sha, _ = hash_and_head(sf.url, self.config.storage_options)
             except (OSError, ValueError, SourceError) as e:
                 out.append(DecisionItem(f"!{sf.url}", sf.url, "failed", "unreadable_file", {"error": f"{type(e).__name__}: {e}"}))
                 continue
-            pid = content_id(sha)
-            if pid in seen:
-                out.append(DecisionItem(f"!{sf.url}", sf.url, "dropped", "duplicate_file", {"same_as": seen[pid]}))
+            if sha in seen:
+                out.append(DecisionItem(f"!{sf.url}", sf.url, "dropped", "duplicate_file", {"same_as": seen[sha]}))
                 continue
-            seen[pid] = sf.url
-            item.key, item.content_sha256 = pid, sha
+            seen[sha] = sf.url
+            item.key, item.content_sha256 = item.arxiv_id or content_id(sha), sha
             out.append(item)
         return out
 
@@ -302,7 +383,8 @@ class Ingest(Stage):
             row = PAPER_DEFAULTS | {"paper_id": item.key, "has_metadata": False, "flags": ["no_metadata"]}
             if item.arxiv_id:
                 row["flags"].append(f"arxiv_id:{item.arxiv_id}")
-                row["version"] = (item.pdf or item.src).version
+                row["version"] = next((f.version for f in (item.pdf, item.src) if f is not None and f.version), None)
+        row["flags"] += item.flags
         if item.src is not None:
             if item.src.is_dir:
                 row["source_path"], row["source_kind"] = item.src.url, "folder"
