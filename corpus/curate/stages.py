@@ -43,7 +43,7 @@ from corpus.curate.text import content_hash_of_words, words
 from corpus.pages import join_texts
 from corpus.run.progress import progress
 from corpus.run.stage import OUT, Stage, StageConfig, path_field, register_stage, writers_of
-from corpus.run.workdir import note
+from corpus.run.progress import note
 from schemas import DECISION, DOCUMENT, PAPER, TableWriter, count_rows, iter_batches, iter_row_range, iter_rows
 
 

@@ -29,7 +29,8 @@ from corpus.run.manifest import (
     run_record,
 )
 from corpus.run.stage import Stage, absolutize, get_stage
-from corpus.run.workdir import hash_reads, missing_read_message, note, run_lock, step_identity
+from corpus.run.progress import note
+from corpus.run.workdir import hash_reads, missing_read_message, run_lock, step_identity
 
 
 class Step(BaseModel):

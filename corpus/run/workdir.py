@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,16 +23,10 @@ from pathlib import Path
 
 from corpus.files import SourceError, write_json_atomic
 from corpus.run.manifest import FileEntry, input_entry
+from corpus.run.progress import note
 from corpus.run.secrets import redact_text
 from corpus.run.stage import Stage
 from schemas import sha256_file
-
-
-def note(message: str) -> None:
-    """A line for the user on stderr (kept apart from progress bars)."""
-    from tqdm import tqdm
-
-    tqdm.write(f"sagecorpus: {message}", file=sys.stderr)
 
 
 @dataclass
