@@ -38,22 +38,19 @@ def _plot() -> pymupdf.Document:
     return fig
 
 
-def _ruled_table() -> pymupdf.Document:
-    """A table drawn with rules and a frame only: its numbers are text, not a figure's labels."""
-    tab = pymupdf.open()
-    p = tab.new_page(width=300, height=80)
-    p.draw_rect(pymupdf.Rect(5, 5, 295, 75), width=0.5)
-    for y in (25, 50):
-        p.draw_line((5, y), (295, y), width=0.5)
+def _ruled_table(p: pymupdf.Page, x: float, y: float) -> None:
+    """A table typeset on the page, with a frame and rules: its numbers are text, not figure labels."""
+    p.draw_rect(pymupdf.Rect(x, y, x + 290, y + 70), width=0.5)
+    for dy in (20, 45):
+        p.draw_line((x, y + dy), (x + 290, y + dy), width=0.5)
     for r, row in enumerate(("Star Teff logg", "HD 1 5730 4.44", "HD 2 6100 4.30")):
-        p.insert_text((20, 20 + 25 * r), row, fontsize=9)
-    return tab
+        p.insert_text((x + 15, y + 15 + 25 * r), row, fontsize=9)
 
 
 def _paper() -> bytes:
     """Three pages: page 1 carries arXiv's margin stamp, a sentence broken by a figure (plotted as a
     PDF figure, placed as a form XObject, as pdfLaTeX includes one) and its caption, a margin note
-    beside that sentence and a ruled table; pages 2 and 3 carry MNRAS-style alternating running heads
+    beside that sentence and a ruled table below; pages 2 and 3 carry MNRAS-style alternating running heads
     (``2 Author et al.``, ``A Title of the Paper 3``), each shown once, and a footer shown twice."""
     doc = pymupdf.open()
     for n in (1, 2, 3):
@@ -66,7 +63,7 @@ def _paper() -> bytes:
             page.show_pdf_page(pymupdf.Rect(150, 270, 450, 470), _plot(), 0)
             page.insert_textbox(pymupdf.Rect(72, 480, 540, 520), CAPTION, fontsize=9)
             page.insert_textbox(pymupdf.Rect(72, 530, 540, 580), AFTER, fontsize=10)
-            page.show_pdf_page(pymupdf.Rect(150, 590, 450, 670), _ruled_table(), 0)
+            _ruled_table(page, 155, 595)
             page.insert_textbox(pymupdf.Rect(72, 680, 540, 740), _prose(9)[:300], fontsize=10)
             continue
         if n == 2:

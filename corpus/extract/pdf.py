@@ -45,7 +45,7 @@ from typing import Iterable, Literal, Sequence
 
 import pymupdf
 
-from corpus.extract.figures import HAIRLINE, figure_areas, figure_text
+from corpus.extract.figures import figure_areas, figure_text, placed_forms
 from corpus.extract.routing import FLAG_REASONS, PageSignals, RoutingThresholds, decide, signal_flags
 from corpus.extract.text_quality import text_signals
 from corpus.pages import join_texts
@@ -63,12 +63,7 @@ _TEXT_FLAGS = (
     pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP | pymupdf.TEXT_PRESERVE_IMAGES
     | pymupdf.TEXT_PRESERVE_SPANS
 )
-# TEXT_COLLECT_VECTORS: vector paths come as blocks too (box, filled/stroked, rectangle or not), which
-# locate the page's figures (corpus.extract.figures) in the same pass. It costs about a fifth of the
-# page's parse (a scatter plot is thousands of paths) and a text block ends at every path, so it is
-# asked for only on pages that place a form XObject (how pdfLaTeX includes a PDF figure, and where
-# plotting libraries' vector figures live); other pages' figures are found from their images.
-_VECTOR_FLAGS = _TEXT_FLAGS | pymupdf.TEXT_COLLECT_VECTORS
+
 _LIGATURE_CHARS = re.compile("[\ufb00-\ufb06]")
 _DIGITS = re.compile(r"\d+")
 _SPACES = re.compile(r"[ \t\u00a0]+")
@@ -484,30 +479,32 @@ class _RawPage:
     flags: list[str] = field(default_factory=list)
 
 
+_FIGURE_FRAGMENTS = 3
+"""Figures are looked for on pages with at least this many blocks of 3 words or fewer (tick labels,
+axis titles, panel labels); other pages are read without the look-up."""
+
+
 def _read_page(page: pymupdf.Page, scripts: str = "mark", figures: bool = True) -> _RawPage:
-    """One page's text blocks and image coverage; with ``figures``, the text of its figure areas
-    (tick labels, axis titles, legends: see corpus.extract.figures) is left out and the page flagged
-    ``figure_text_removed``, and figure captions are marked."""
+    """One page's text blocks and image coverage; with ``figures`` (on a page with
+    ``_FIGURE_FRAGMENTS`` short blocks), the text of its figure areas (tick labels, axis titles,
+    legends: see corpus.extract.figures) is left out and the page flagged ``figure_text_removed``,
+    and figure captions are marked."""
     # text coordinates are those of the unrotated page, origin at the cropbox's top left: a landscape
     # (/Rotate 90) page keeps its running head at the top of the cropbox, not of page.rect
     w, h = max(page.cropbox.width, 1.0), max(page.cropbox.height, 1.0)
-    tp = page.get_textpage(flags=_VECTOR_FLAGS if figures and page.get_xobjects() else _TEXT_FLAGS)
+    tp = page.get_textpage(flags=_TEXT_FLAGS)
     words = _span_words(tp.extractWORDS())
     blocks: list[_Block] = []
-    graphics: list[tuple[tuple[float, float, float, float], bool]] = []
+    graphics: list[tuple[float, float, float, float]] = []  # images, then placed form XObjects
     img_area = 0.0
     n_text = 0
     for x0, y0, x1, y1, txt, _no, btype in tp.extractBLOCKS():
-        if btype == 3:  # a vector path: "<vector stroked|filled, color: ..., is-rect: true|false, ...>"
-            if x1 - x0 >= HAIRLINE and y1 - y0 >= HAIRLINE:  # rules and ticks make no figure
-                graphics.append(((x0, y0, x1, y1), "is-rect: false" in txt))
-            continue
         if btype == 1:
             cx0, cy0 = max(x0, 0.0), max(y0, 0.0)
             cx1, cy1 = min(x1, w), min(y1, h)
             if cx1 > cx0 and cy1 > cy0:
                 img_area += (cx1 - cx0) * (cy1 - cy0)
-            graphics.append(((x0, y0, x1, y1), True))
+            graphics.append((x0, y0, x1, y1))
             continue
         spans, size, marked = _block_spans(txt, words, n_text, scripts)
         n_text += 1
@@ -515,8 +512,13 @@ def _read_page(page: pymupdf.Page, scripts: str = "mark", figures: bool = True) 
         if t:
             blocks.append(_Block(x0, y0, x1, y1, t, size, marked))
     raw = _RawPage(page.number + 1, w, h, blocks, min(1.0, img_area / (w * h)))
-    if figures and graphics and blocks:
-        areas = figure_areas(graphics, w, h)
+    # a page whose blocks are (nearly) all longer than a few words has no figure text to look for
+    if figures and sum(1 for b in blocks if b.text.count(" ") < 3) >= _FIGURE_FRAGMENTS:
+        try:
+            forms = placed_forms(page)
+        except Exception:  # a content stream or form MuPDF reads for text but this walk cannot: no forms
+            forms = []
+        areas = figure_areas(graphics + forms, w, h)
         if areas:
             drop, captions = figure_text([((b.x0, b.y0, b.x1, b.y1), b.text) for b in blocks], areas, h)
             for i in captions:
