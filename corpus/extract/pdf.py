@@ -45,6 +45,7 @@ from typing import Iterable, Literal, Sequence
 
 import pymupdf
 
+from corpus.extract.figures import figure_areas, figure_text, placed_forms
 from corpus.extract.routing import FLAG_REASONS, PageSignals, RoutingThresholds, decide, signal_flags
 from corpus.extract.text_quality import text_signals
 from corpus.pages import join_texts
@@ -62,6 +63,7 @@ _TEXT_FLAGS = (
     pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP | pymupdf.TEXT_PRESERVE_IMAGES
     | pymupdf.TEXT_PRESERVE_SPANS
 )
+
 _LIGATURE_CHARS = re.compile("[\ufb00-\ufb06]")
 _DIGITS = re.compile(r"\d+")
 _SPACES = re.compile(r"[ \t\u00a0]+")
@@ -106,6 +108,11 @@ class PdfExtractConfig:
     """How sub- and superscripts that MuPDF runs into their base word appear: ``"mark"`` writes them
     ``f_orb``, ``a^3``, ``abstract^a)``; ``"space"`` sets them apart with a space (``f orb``);
     ``"join"`` keeps MuPDF's text (``forb``)."""
+    figure_text: Literal["drop", "keep"] = "drop"
+    """``"drop"`` leaves out the text inside figure areas (tick labels, axis titles, legends, panel
+    labels; see :mod:`corpus.extract.figures`) and moves each figure's caption after the page's
+    running text, so that neither splits a sentence; the page is flagged ``figure_text_removed``.
+    ``"keep"`` reads figure text and captions in place."""
     footnotes_last: bool = True
     """Move footnotes (small text that starts with a superscript marker, at the foot of a column with
     nothing of body size below it) to the end of the page's text, so they do not split the sentence
@@ -154,6 +161,11 @@ class PdfResult:
     """non-empty PDF metadata fields: title, author, subject, keywords, creator, producer, ..."""
     first_line: str | None
     """first non-empty line of the extracted text (a title guess when metadata has none)"""
+    arxiv_stamp: str | None = None
+    """the identifier line arXiv stamps in the left margin of the PDFs it serves, spaces normalised
+    (``arXiv:2301.00001v1 [astro-ph.GA] 2 Jan 2023``), taken out of the page text (the page is flagged
+    ``arxiv_stamp_removed``); None when the PDF has none. Parse the id with
+    ``corpus.arxiv_ids.parse_arxiv_id``."""
 
     @property
     def text(self) -> str:
@@ -216,6 +228,8 @@ class _Block:
     """height of the block's longest span's box (its text size, roughly); 0 when unknown"""
     marked: bool = False
     """the block starts with a superscript (a footnote's marker)"""
+    aside: bool = False
+    """moved after the page's running text: a figure's caption (next to a figure area), a margin note"""
 
 
 def _order_blocks(blocks: list[_Block], width: float) -> list[_Block]:
@@ -462,15 +476,26 @@ class _RawPage:
     blocks: list[_Block]
     image_coverage: float
     error: str | None = None
+    flags: list[str] = field(default_factory=list)
 
 
-def _read_page(page: pymupdf.Page, scripts: str = "mark") -> _RawPage:
+_FIGURE_FRAGMENTS = 3
+"""Figures are looked for on pages with at least this many blocks of 3 words or fewer (tick labels,
+axis titles, panel labels); other pages are read without the look-up."""
+
+
+def _read_page(page: pymupdf.Page, scripts: str = "mark", figures: bool = True) -> _RawPage:
+    """One page's text blocks and image coverage; with ``figures`` (on a page with
+    ``_FIGURE_FRAGMENTS`` short blocks), the text of its figure areas (tick labels, axis titles,
+    legends: see corpus.extract.figures) is left out and the page flagged ``figure_text_removed``,
+    and figure captions are marked."""
     # text coordinates are those of the unrotated page, origin at the cropbox's top left: a landscape
     # (/Rotate 90) page keeps its running head at the top of the cropbox, not of page.rect
     w, h = max(page.cropbox.width, 1.0), max(page.cropbox.height, 1.0)
     tp = page.get_textpage(flags=_TEXT_FLAGS)
     words = _span_words(tp.extractWORDS())
     blocks: list[_Block] = []
+    graphics: list[tuple[float, float, float, float]] = []  # images, then placed form XObjects
     img_area = 0.0
     n_text = 0
     for x0, y0, x1, y1, txt, _no, btype in tp.extractBLOCKS():
@@ -479,13 +504,29 @@ def _read_page(page: pymupdf.Page, scripts: str = "mark") -> _RawPage:
             cx1, cy1 = min(x1, w), min(y1, h)
             if cx1 > cx0 and cy1 > cy0:
                 img_area += (cx1 - cx0) * (cy1 - cy0)
+            graphics.append((x0, y0, x1, y1))
             continue
         spans, size, marked = _block_spans(txt, words, n_text, scripts)
         n_text += 1
         t = _block_text(spans)
         if t:
             blocks.append(_Block(x0, y0, x1, y1, t, size, marked))
-    return _RawPage(page.number + 1, w, h, blocks, min(1.0, img_area / (w * h)))
+    raw = _RawPage(page.number + 1, w, h, blocks, min(1.0, img_area / (w * h)))
+    # a page whose blocks are (nearly) all longer than a few words has no figure text to look for
+    if figures and sum(1 for b in blocks if b.text.count(" ") < 3) >= _FIGURE_FRAGMENTS:
+        try:
+            forms = placed_forms(page)
+        except Exception:  # a content stream or form MuPDF reads for text but this walk cannot: no forms
+            forms = []
+        areas = figure_areas(graphics + forms, w, h)
+        if areas:
+            drop, captions = figure_text([((b.x0, b.y0, b.x1, b.y1), b.text) for b in blocks], areas, h)
+            for i in captions:
+                blocks[i].aside = True
+            if drop:
+                raw.blocks = [b for i, b in enumerate(blocks) if i not in drop]
+                raw.flags.append("figure_text_removed")
+    return raw
 
 
 def _span_words(words: list[tuple]) -> tuple[dict, dict]:
@@ -532,34 +573,146 @@ def _block_spans(raw: str, words: tuple[dict, dict], index: int, scripts: str) -
     return text, size, marked
 
 
-def _strip_margins(pages: list[_RawPage], cfg: PdfExtractConfig) -> dict[int, list[str]]:
-    """Remove running headers/footers and page numbers in place; returns the flags per page."""
-    flags: dict[int, list[str]] = {p.number: [] for p in pages}
+def _strip_margins(pages: list[_RawPage], cfg: PdfExtractConfig) -> None:
+    """Remove running headers/footers and page numbers in place, flagging the pages
+    (``header_removed``, ``page_number_removed``).
+
+    The lines looked at are those of the top and bottom bands (``cfg.margin_fraction`` of the page
+    height): every line of a block that lies in a band, and the first (top) or last (bottom) line of a
+    block that reaches into one when that line is short (under ``_HEAD_LINE`` of the block's longest),
+    since MuPDF may set a running head or footer in one block with the text next to it. A line is furniture when, with digits masked (page numbers differ) and in the
+    same band, it occurs on 2 pages or more (running heads alternate between even and odd pages, so
+    each is on half of them; a 3-page erratum shows its footer twice), or when it is the page's
+    topmost or bottommost line and starts or ends with the page's own number while another page's
+    topmost or bottommost line does too (``2 Grudic et al.`` and ``Title 3``: each shown once). A
+    block in a band whose text is a page number alone (``12``, ``iv``, ``Page 3 of 9``) goes too.
+    """
     if not cfg.remove_headers:
-        return flags
-
-    def in_margin(p: _RawPage, b: _Block) -> bool:
+        return
+    counts: Counter[tuple[str, str]] = Counter()
+    lines_of: list[list[tuple[int, int, str, str, bool]]] = []  # per page: (block, line, band, text, whole block in band)
+    for p in pages:
         band = cfg.margin_fraction * p.height
-        return b.y1 <= band or b.y0 >= p.height - band
+        found = []
+        for bi, b in enumerate(p.blocks):
+            lines = b.text.split("\n")
+            top, bottom = b.y0 <= band, b.y1 >= p.height - band
+            if b.y1 <= band or b.y0 >= p.height - band:  # the whole block is in a band
+                found += [(bi, li, "top" if top else "bottom", ln, True) for li, ln in enumerate(lines)]
+            elif len(lines) >= 2:  # only a short first or last line: a full one is running text
+                short = _HEAD_LINE * max(len(ln) for ln in lines)
+                if top and len(lines[0]) < short:
+                    found.append((bi, 0, "top", lines[0], False))
+                if bottom and len(lines[-1]) < short:
+                    found.append((bi, len(lines) - 1, "bottom", lines[-1], False))
+        lines_of.append(found)
+        counts.update({(where, _margin_key(ln)) for _, _, where, ln, _ in found})
+    outer = [_outer_numbered_lines(p, found) for p, found in zip(pages, lines_of)]
+    numbered_pages = sum(1 for o in outer if o)
+    for p, found, numbered in zip(pages, lines_of, outer):
+        drop: dict[int, set[int]] = {}
+        for bi, li, where, ln, whole in found:
+            if whole and _PAGE_NUMBER.match(ln):
+                p.flags.append("page_number_removed")
+            elif len(pages) >= 2 and (
+                (counts[(where, _margin_key(ln))] >= 2 and len(_LETTERS.findall(ln)) >= 3)
+                or (numbered_pages >= 2 and (bi, li) in numbered)
+            ):
+                p.flags.append("header_removed")
+            else:
+                continue
+            drop.setdefault(bi, set()).add(li)
+        if drop:
+            keep = []
+            for bi, b in enumerate(p.blocks):
+                if bi in drop:
+                    b.text = "\n".join(ln for li, ln in enumerate(b.text.split("\n")) if li not in drop[bi])
+                if b.text.strip():
+                    keep.append(b)
+            p.blocks = keep
 
-    counts: Counter[str] = Counter()
+
+_ARXIV_STAMP = re.compile(r"arXiv:\s*\S+\s*\[[^\]]+\]\s*\d{1,2}\s*[A-Z][a-z]{2}\s*\d{4}")
+_LINE_NUMBERS = re.compile(r"^[\d\s]+$")
+_COLUMN_BLOCK_CHARS = 100
+"""Blocks of at least this many characters are running text: they mark out the text column."""
+
+
+def _column_bounds(pages: list[_RawPage]) -> dict[int, tuple[float, float]]:
+    """The text column's left and right edges for odd (1) and even (0) pages: the 10th percentile of
+    the left edges and the 90th percentile of the right edges of the long blocks of pages of that
+    parity (of all pages where one parity has fewer than 5; books set the wide margin outside)."""
+    edges: dict[int, tuple[list[float], list[float]]] = {0: ([], []), 1: ([], [])}
     for p in pages:
-        counts.update({_margin_key(b.text) for b in p.blocks if in_margin(p, b)})
-    n = len(pages)
-    need = cfg.header_min_pages if n >= cfg.header_min_pages else max(2, n)
+        for b in p.blocks:
+            if len(b.text) >= _COLUMN_BLOCK_CHARS:
+                edges[p.number % 2][0].append(b.x0)
+                edges[p.number % 2][1].append(b.x1)
+    both = (edges[0][0] + edges[1][0], edges[0][1] + edges[1][1])
+    out = {}
+    for parity, (x0s, x1s) in edges.items():
+        if len(x0s) < 5:
+            x0s, x1s = both
+        if x0s:
+            x0s, x1s = sorted(x0s), sorted(x1s)
+            out[parity] = (x0s[len(x0s) // 10], x1s[(len(x1s) * 9) // 10])
+    return out
+
+
+def _strip_side_margins(pages: list[_RawPage]) -> str | None:
+    """Take text that lies beside the text column (wholly left or right of it, see
+    :func:`_column_bounds`) out of the running text, in place; returns arXiv's margin stamp.
+
+    arXiv's stamp (``arXiv:2301.00001v1 [astro-ph.GA] 2 Jan 2023``, vertical in the left margin; also
+    a block that is the stamp alone anywhere) is removed and returned (the first one, spaces
+    normalised), the page flagged ``arxiv_stamp_removed``; line numbers (digits only) are removed
+    (``margin_text_removed``); other margin text (a margin note, a glossary term) is moved after the
+    page's running text (``margin_note_moved``), so that it no longer splits a sentence.
+    """
+    bounds = _column_bounds(pages)
+    stamp = None
     for p in pages:
+        left, right = bounds.get(p.number % 2, (float("-inf"), float("inf")))
         keep = []
         for b in p.blocks:
-            if in_margin(p, b):
-                if _PAGE_NUMBER.match(b.text):
-                    flags[p.number].append("page_number_removed")
+            outside = b.x1 <= left + 1 or b.x0 >= right - 1
+            m = _ARXIV_STAMP.search(b.text)
+            if m and (outside or m.group(0) == b.text.strip()):
+                stamp = stamp or " ".join(m.group(0).split())
+                p.flags.append("arxiv_stamp_removed")
+                continue
+            if outside:
+                if _LINE_NUMBERS.match(b.text):
+                    p.flags.append("margin_text_removed")
                     continue
-                if n >= 2 and counts[_margin_key(b.text)] >= need:
-                    flags[p.number].append("header_removed")
-                    continue
+                b.aside = True
+                p.flags.append("margin_note_moved")
             keep.append(b)
         p.blocks = keep
-    return {k: sorted(set(v)) for k, v in flags.items()}
+    return stamp
+
+
+_HEAD_LINE = 0.6
+_LETTERS = re.compile(r"[^\W\d_]")
+_NUMBERED = re.compile(r"^\s*(\d{1,4})\s+\S.*|.*\S\s+(\d{1,4})\s*$")
+
+
+def _outer_numbered_lines(p: _RawPage, found: list[tuple[int, int, str, str, bool]]) -> set[tuple[int, int]]:
+    """(block, line) of the page's topmost and bottommost band lines that start or end with the
+    page's own number (a running head or footer that carries the page number)."""
+    out = set()
+    for where in ("top", "bottom"):
+        cands = [(bi, li, ln) for bi, li, w, ln, _ in found if w == where]
+        if not cands:
+            continue
+        if where == "top":
+            bi, li, ln = min(cands, key=lambda c: (p.blocks[c[0]].y0, c[1]))
+        else:
+            bi, li, ln = max(cands, key=lambda c: (p.blocks[c[0]].y1, c[1]))
+        m = _NUMBERED.match(ln)
+        if m and int(m.group(1) or m.group(2)) == p.number and len(ln.split()) <= 12:
+            out.add((bi, li))
+    return out
 
 
 _PUNCT = "\"'“”‘’`.,;:!?()[]{}<>«»–—/*"
@@ -697,6 +850,8 @@ def extract_pdf(
     cfg = config or PdfExtractConfig()
     if cfg.scripts not in ("mark", "space", "join"):
         raise ValueError(f"PdfExtractConfig.scripts must be 'mark', 'space' or 'join'; got {cfg.scripts!r}")
+    if cfg.figure_text not in ("drop", "keep"):
+        raise ValueError(f"PdfExtractConfig.figure_text must be 'drop' or 'keep'; got {cfg.figure_text!r}")
     label = name or (str(source) if not isinstance(source, (bytes, bytearray, memoryview)) else "<bytes>")
     start = time.monotonic()
     with _Alarm(cfg.time_limit_s, label):
@@ -710,7 +865,7 @@ def extract_pdf(
                 if cfg.time_limit_s is not None and time.monotonic() - start > cfg.time_limit_s:
                     raise PdfError(label, "timeout", f"time limit {cfg.time_limit_s:g}s exceeded at page {number}")
                 try:
-                    raw.append(_read_page(doc[number - 1], cfg.scripts))
+                    raw.append(_read_page(doc[number - 1], cfg.scripts, cfg.figure_text == "drop"))
                 except PdfError:
                     raise
                 except Exception as e:  # one unreadable page is a page-level failure, not a file-level one
@@ -722,10 +877,13 @@ def extract_pdf(
         finally:
             doc.close()
 
-        margin_flags = _strip_margins(raw, cfg)
+        _strip_margins(raw, cfg)
+        stamp = _strip_side_margins(raw) if cfg.remove_headers else None
         texts = []
         for p in raw:
             blocks = _order_blocks(p.blocks, p.width) if cfg.reading_order else p.blocks
+            if any(b.aside for b in blocks):
+                blocks = [b for b in blocks if not b.aside] + [b for b in blocks if b.aside]
             if cfg.footnotes_last:
                 blocks = _footnotes_last(blocks, p.height)
             text = "\n\n".join(b.text for b in blocks)
@@ -738,10 +896,10 @@ def extract_pdf(
         texts = [_flow(t) for t in texts]
         if cfg.parenthetical_citations == "drop":
             texts = [drop_parenthetical_citations(t) for t in texts]
-        out = [_page(p, t, margin_flags[p.number], cfg) for p, t in zip(raw, texts)]
+        out = [_page(p, t, sorted(set(p.flags)), cfg) for p, t in zip(raw, texts)]
 
     first_line = next((ln.strip() for p in out for ln in p.text.split("\n") if ln.strip()), None)
-    return PdfResult(label, n_pages, out, metadata, first_line)
+    return PdfResult(label, n_pages, out, metadata, first_line, stamp)
 
 
 def _join_page_hyphens(texts: list[str], numbers: list[int]) -> None:
@@ -757,7 +915,7 @@ def _join_page_hyphens(texts: list[str], numbers: list[int]) -> None:
             texts[i + 1] = b[n.end() :].lstrip()
 
 
-def _page(p: _RawPage, text: str, margin_flags: list[str], cfg: PdfExtractConfig) -> PdfPage:
+def _page(p: _RawPage, text: str, layout_flags: list[str], cfg: PdfExtractConfig) -> PdfPage:
     if p.error:
         return PdfPage(p.number, "", 0, 1.0, ["error"], True, f"{FLAG_REASONS['error']}: {p.error}")
     s = text_signals(text)
@@ -767,7 +925,7 @@ def _page(p: _RawPage, text: str, margin_flags: list[str], cfg: PdfExtractConfig
         nonword_fraction=round(s.nonword_fraction, 4), bad_char_fraction=round(s.bad_char_fraction, 4),
     )
     signals = PageSignals.from_page(page)  # the rounded values, exactly what a router reads later
-    page.flags = signal_flags(signals, cfg.routing) + margin_flags
+    page.flags = signal_flags(signals, cfg.routing) + layout_flags
     page.needs_ocr, why = decide(signals, cfg.routing)
     page.reason = why if page.needs_ocr else None
     return page
