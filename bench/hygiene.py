@@ -8,10 +8,11 @@ the same run where an anchor makes sense:
 * ``pages_routed_born_digital`` share of pages of the born-digital papers (all but the 1929 scan) that
                                the router sends to OCR (target <= 0.10);
 * ``short_paragraphs``         share of paragraphs (blank-line separated) of <= 3 words, headings, math,
-                               tables and captions aside (target ratio <= 1.0 against pymupdf4llm);
-* ``repeated_lines``           occurrences of lines of >= 8 characters (>= 4 letters) that appear >= 3
-                               times in one paper with digits masked: running heads and footers left in
-                               (target ratio <= 0.25 against pymupdf4llm);
+                               tables and markup aside (``corpus.extract.layout_measures``; target ratio
+                               <= 1.0 against pymupdf4llm);
+* ``repeated_lines``           occurrences of lines of >= 8 characters that appear >= 3 times in one paper
+                               with digits masked: running heads and footers left in (target ratio <= 0.25
+                               against pymupdf4llm);
 * ``dot_leader_runs``          runs of >= 5 dots (a table of contents' leaders) in our PDF text (target 0);
 * ``latex_unresolved_refs``    references printed as ``?`` in the LaTeX path's text (target 0);
 * ``latex_glued_math``         ``$…$$…$``: two inline maths glued into a display delimiter (target 0).
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from corpus.extract.document import extract_paper
 from corpus.extract.latex import glued_inline_maths, unresolved_references
+from corpus.extract.layout_measures import repeated_lines, short_paragraph_share
 from corpus.extract.pdf import extract_pdf
 
 BENCH = "hygiene.py"
@@ -40,12 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SCANNED = {"hubble1929_pnas_scanned.pdf"}
 LATEX = ["latex/aastex63_sample", "latex/legwork_2022"]
 
-HEADING_WORDS = {"abstract", "introduction", "references", "acknowledgements", "acknowledgments", "appendix",
-                 "conclusions", "conclusion", "methods", "results", "discussion", "summary", "data", "observations",
-                 "bibliography", "contents", "keywords"}
-HEADING = re.compile(r"^(#+\s|\*\*|(\d+(\.\d+)*|[A-Z]|[IVXL]+)\.?\s+[A-Z0-9])")
-CAPTION = re.compile(r"^(\*\*)?(fig(ure)?|table|tab)\.?\s*\d", re.IGNORECASE)
-MATH = re.compile(r"^(\$\$|\\\[|\$[^$]|\|)")
 DOT_LEADERS = re.compile(r"(\.\s?){5,}")
 
 
@@ -60,39 +56,15 @@ def is_bad_glyph(ch: str) -> bool:
     return name.startswith(("HANGUL", "CJK", "HIRAGANA", "KATAKANA"))
 
 
-def paragraphs(text: str) -> list[str]:
-    return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+def short_paragraphs(text: str) -> tuple[int, int]:
+    """(paragraphs of <= 3 words, paragraphs counted): headings, math, tables and markup aside."""
+    _, short, counted = short_paragraph_share(text)
+    return short, counted
 
 
-def is_aside(paragraph: str) -> bool:
-    """Headings, math, tables and captions: not prose, so not counted either way."""
-    first = paragraph.splitlines()[0].strip()
-    words = first.strip("#* ").split()
-    if MATH.match(first) or CAPTION.match(first.strip("*_ ")):
-        return True
-    if HEADING.match(first) and len(first) < 80:
-        return True
-    if words and len(words) <= 6 and (first.isupper() or words[0].lower().strip(".:") in HEADING_WORDS):
-        return True
-    letters = sum(c.isalpha() for c in paragraph)
-    return letters < 0.3 * max(len(paragraph.replace(" ", "")), 1)  # numbers, symbols: a table cell or an equation
-
-
-def short_paragraph_share(text: str) -> tuple[int, int]:
-    """(paragraphs of <= 3 words, paragraphs counted), asides excluded."""
-    counted = [p for p in paragraphs(text) if not is_aside(p)]
-    return sum(len(p.split()) <= 3 for p in counted), len(counted)
-
-
-def repeated_lines(text: str) -> int:
-    """Occurrences of lines (>= 8 characters, >= 4 letters, digits masked) seen >= 3 times in the text."""
-    counts: dict[str, int] = {}
-    for line in text.splitlines():
-        line = line.strip().strip("#*_ ")
-        if len(line) >= 8 and sum(c.isalpha() for c in line) >= 4:
-            key = re.sub(r"\d+", "0", line)
-            counts[key] = counts.get(key, 0) + 1
-    return sum(n for n in counts.values() if n >= 3)
+def repeated(text: str) -> int:
+    """Occurrences of lines (>= 8 characters, digits masked) seen >= 3 times in one paper."""
+    return sum(repeated_lines(text).values())
 
 
 def figure(metric: str, value: float, unit: str, anchor: str | None, anchor_value: float | None, target: float,
@@ -138,16 +110,16 @@ def main() -> int:
         line = f"{path.name}: pages {len(result.pages)}, routed {sum(p.needs_ocr for p in result.pages)}, bad glyphs kept {page_bad}"
         if path.name not in SCANNED:  # the scan's text layer is what OCR replaces: layout figures on born-digital papers
             text = result.text
-            short, counted = short_paragraph_share(text)
-            reps, leaders = repeated_lines(text), len(DOT_LEADERS.findall(text))
+            short, counted = short_paragraphs(text)
+            reps, leaders = repeated(text), len(DOT_LEADERS.findall(text))
             ours_short, ours_counted, ours_repeated, dots = ours_short + short, ours_counted + counted, ours_repeated + reps, dots + leaders
             line += f", short paragraphs {short}/{counted}, repeated lines {reps}, dot leaders {leaders}"
             anchor = anchor_text(path)
             if anchor is None:
                 theirs_ok = False
             else:
-                a_short, a_counted = short_paragraph_share(anchor)
-                a_reps = repeated_lines(anchor)
+                a_short, a_counted = short_paragraphs(anchor)
+                a_reps = repeated(anchor)
                 theirs_short, theirs_counted, theirs_repeated = theirs_short + a_short, theirs_counted + a_counted, theirs_repeated + a_reps
                 line += f" | pymupdf4llm: short {a_short}/{a_counted}, repeated {a_reps}"
         print(line, file=sys.stderr)
