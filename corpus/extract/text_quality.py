@@ -43,6 +43,8 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
+from corpus.glyphs import BAD_GLYPH_CLASS
+
 MIN_TOKENS = 30
 """Letter tokens needed before the non-word fraction counts in full (fewer are shrunk towards 0)."""
 
@@ -95,9 +97,7 @@ _ASCII_RUN = re.compile(r"[a-z]{2,}")
 
 
 # Character classes, as regexes so that a page is counted in C, not character by character.
-_BAD_CHARS = re.compile(
-    "[\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]"
-)  # replacement glyph, private use, control characters
+_BAD_CHARS = re.compile(f"[{BAD_GLYPH_CLASS}]")  # replacement glyph, private use, control characters
 _MATH_CHARS = re.compile(
     "[\U0001d400-\U0001d7ff\ue000-\uf8ff\u0370-\u03ff\u2100-\u23ff\u27c0-\u27ef\u2980-\u2aff"
     "\u0300-\u036f\u20d0-\u20ff+<=>|~\u00ac\u00b1\u00d7\u00f7]"
@@ -158,14 +158,16 @@ class TextSignals:
     garbled: float
 
 
-def text_signals(text: str) -> TextSignals:
-    """Measure ``text``; see the module docstring for what each number means."""
+def text_signals(text: str, removed: int = 0) -> TextSignals:
+    """Measure ``text``; see the module docstring for what each number means. ``removed``: bad
+    characters already taken out of ``text`` (:func:`corpus.glyphs.fix_glyphs`), counted as bad
+    characters of the text they came from."""
     n = sum(map(len, text.split()))
     if n == 0:
         return TextSignals(0, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 1.0)
-    bad = len(_BAD_CHARS.findall(text)) + 6 * len(_CID.findall(text))
+    bad = len(_BAD_CHARS.findall(text)) + 6 * len(_CID.findall(text)) + removed
     math = len(_MATH_CHARS.findall(text))
-    bad_frac = min(1.0, bad / n)
+    bad_frac = min(1.0, bad / (n + removed))
 
     n_tok = nonword = function = n_bigrams = rare_bigrams = 0
     for token, count in Counter(text.split()).items():
