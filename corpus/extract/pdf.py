@@ -96,7 +96,7 @@ class PdfExtractConfig:
     routing: RoutingThresholds = field(default_factory=RoutingThresholds)
     """The thresholds behind each page's flags and ``needs_ocr`` (corpus.extract.routing: the same
     policy that routes pages in the extract stage). Born-digital fixture pages with 300+ characters
-    have garbled <= 0.33 and math-glyph fraction <= 0.1; broken font encodings score 0.8-1.0."""
+    have garbled <= 0.07 and math-glyph fraction <= 0.1; broken font encodings score 0.71-1.0."""
     time_limit_s: float | None = 120.0
     """Per-file limit (seconds); ``None`` for none. See the module docstring for how it is enforced."""
     remove_headers: bool = True
