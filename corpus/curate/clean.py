@@ -1,6 +1,6 @@
-"""Text cleanup before dedup and filtering: Unicode, characters no English text holds, whitespace,
-hyphenation leftovers, optional removal of reference lists and acknowledgements, and the OCR
-repetition rules.
+"""Text cleanup before dedup and filtering: Unicode, characters no English text holds, tables of
+contents, whitespace, hyphenation leftovers, optional removal of reference lists and
+acknowledgements, and the OCR repetition rules.
 
 Math is kept: the Unicode step uses NFC by default (NFKC would turn ``x²`` into ``x2``) and only
 undoes typographic artefacts (ligatures, soft hyphens, zero-width and non-breaking spaces); the
@@ -9,9 +9,9 @@ uses, written to leave math spans balanced.
 
 ``clean_text(text, config) -> (text, changes)``: ``changes`` names every rule that changed something
 (e.g. ``["unicode", "dehyphenate:12", "references_removed"]``), for the paper's ``Decision`` row.
-Bad glyphs (:mod:`corpus.glyphs`) are the same rule the PDF extractor applies, so text from any
-extractor (LaTeX, OCR, an older extraction) is covered: ``bad_glyphs_removed:<n>``,
-``math_glyphs_repaired:<n>``.
+Bad glyphs (:mod:`corpus.glyphs`) and table-of-contents lines (:mod:`corpus.toc`) are the same
+rules the PDF extractor applies, so text from any extractor (LaTeX, OCR, an older extraction) is
+covered: ``bad_glyphs_removed:<n>``, ``math_glyphs_repaired:<n>``, ``toc_removed:<n>``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from corpus.glyphs import fix_glyphs
 from corpus.repetition import clean_repetitions
+from corpus.toc import drop_toc_lines
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class CleanConfig:
     bad_glyphs: bool = field(default=True, metadata={
         "help": "remove characters no English text holds (U+FFFD, private use, controls; CJK in a document that "
                 "is not CJK), repairing math italics written as Hangul (corpus.glyphs)"})
+    drop_toc: bool = field(default=True, metadata={"help": "drop table-of-contents lines (dot leader and page number; corpus.toc)"})
     dehyphenate: bool = field(default=True, metadata={"help": "join words split by a line-end hyphen"})
     repetitions: str = field(default="ocr", metadata={
         "help": "OCR repetition rules (corpus.repetition): 'always', 'never', or 'ocr' = unless the "
@@ -157,6 +159,9 @@ def clean_text(text: str, config: CleanConfig = CleanConfig(), extractor: str | 
         changes += [f"{name}:{n}" for name, n in (("bad_glyphs_removed", fix.removed),
                                                   ("math_glyphs_repaired", fix.repaired)) if n]
         current = fix.text
+    if config.drop_toc:
+        current, n = drop_toc_lines(current)
+        changes += [f"toc_removed:{n}"] if n else []
     if config.dehyphenate:
         new, n = _dehyphenate(current)
         if new != current:

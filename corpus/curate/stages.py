@@ -115,7 +115,7 @@ class Clean(DocumentStage):
     name = "clean"
     verb = "curate clean"
     config_class = CleanStageConfig
-    description = ("Clean text: Unicode, bad glyphs, whitespace, hyphenation leftovers, OCR repetitions; "
+    description = ("Clean text: Unicode, bad glyphs, tables of contents, whitespace, hyphenation leftovers, OCR repetitions; "
                    "optionally references/acknowledgements.")
     output = "curated/clean.parquet"
 

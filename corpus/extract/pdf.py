@@ -22,7 +22,8 @@ under ``config.routing``, the same policy the extract stage routes pages by:
 with the numbers behind them (``garbled``, ``image_coverage``, ``math_glyph_fraction``,
 ``bad_glyphs``). Those characters are taken out of every page's text (:func:`corpus.glyphs.fix_glyphs`:
 math italics that came out as Hangul are repaired instead), flagged ``bad_glyphs_removed:<n>`` and
-``math_glyphs_repaired:<n>``.
+``math_glyphs_repaired:<n>``; table-of-contents lines (dot leaders, :mod:`corpus.toc`) are dropped,
+flagged ``toc_removed:<n>``.
 
 Bad input raises :class:`PdfError` naming the file and a short ``reason``: ``not_pdf``, ``corrupt``,
 ``encrypted``, ``zero_pages``, ``timeout``. A page that MuPDF cannot read is not fatal: it comes back
@@ -54,6 +55,7 @@ from corpus.extract.routing import FLAG_REASONS, PageSignals, RoutingThresholds,
 from corpus.extract.text_quality import text_signals
 from corpus.glyphs import fix_glyphs, is_cjk
 from corpus.pages import join_texts
+from corpus.toc import drop_toc_lines
 
 
 _LIGATURES = str.maketrans(
@@ -124,6 +126,8 @@ class PdfExtractConfig:
     dehyphenate: bool = True
     """Rejoin words hyphenated at line ends (keeping the hyphen where the document writes the
     compound with one elsewhere, e.g. ``two-\\ncolumn`` when ``two-column`` occurs inline)."""
+    drop_toc: bool = True
+    """Drop table-of-contents lines (entries ending in a dot leader and a page number; corpus.toc)."""
 
 
 @dataclass
@@ -139,7 +143,7 @@ class PdfPage:
     """0..1, 1 = empty or unusable (see text_quality.garbled_score)"""
     flags: list[str] = field(default_factory=list)
     """e.g. empty, image_only, garbled, scanned, math_dense, bad_glyphs, header_removed,
-    page_number_removed, error, bad_glyphs_removed:<n>, math_glyphs_repaired:<n>"""
+    page_number_removed, error, bad_glyphs_removed:<n>, math_glyphs_repaired:<n>, toc_removed:<n>"""
     needs_ocr: bool = False
     """what ``corpus.extract.routing.decide`` says under ``config.routing`` (policy ``auto``)"""
     reason: str | None = None
@@ -744,6 +748,10 @@ def extract_pdf(
         if cfg.dehyphenate:
             _join_page_hyphens(texts, [p.number for p in raw])
             texts = _dehyphenate(texts)
+        if cfg.drop_toc:  # before _flow: one entry a line
+            for i, p in enumerate(raw):
+                texts[i], n = drop_toc_lines(texts[i])
+                margin_flags[p.number] += [f"toc_removed:{n}"] if n else []
         texts = [_flow(t) for t in texts]
         if cfg.parenthetical_citations == "drop":
             texts = [drop_parenthetical_citations(t) for t in texts]
