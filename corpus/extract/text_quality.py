@@ -108,7 +108,7 @@ _MATH_CHARS = re.compile(
 
 
 # a token with a digit in it ("12345", "5.3e-4", "+0.12", "G2V") or with neither letter nor digit ("±", "−")
-_NUMERIC_TOKEN = re.compile(r"(?<!\S)(?:\S*\d\S*|[^\w\s]+)(?!\S)")
+_NUMERIC_TOKEN = re.compile(r"(?<!\S)(?:[^\s\d]*\d\S*|[^\w\s]+(?!\S))")
 
 
 def _prose_tokens(text: str) -> list[str]:
