@@ -71,7 +71,7 @@ class GlyphFix:
 def is_cjk(text: str) -> bool:
     """Whether ``text`` is written in a CJK script: CJK characters (U+D400-D7FF aside) make
     ``CJK_SHARE`` of its letters. Cheap for the usual document, which has no CJK character at all."""
-    if not _CJK_PROSE.search(text):
+    if not _CJK.search(text) or not _CJK_PROSE.search(text):  # the plain class is the cheap look
         return False
     return len(_CJK_PROSE.findall(text)) >= CJK_SHARE * len(_LETTER.findall(text))
 

@@ -23,8 +23,8 @@ MAX_TITLE_WORDS = 15
 
 # four or more leader dots (spaced or not), or two or more ellipsis characters, then a page number
 _HEADING = re.compile(r"\s*(?:#+\s*)?(?:table\s+of\s+)?contents\s*", re.IGNORECASE)
-_HINT = re.compile(r"[.·∙][ \t]?[.·∙][ \t]?[.·∙]|…[ \t]*…")  # a cheap first look: no dot run, no TOC
-_ENTRY_END = re.compile(r"(?:(?:[.·∙][ \t]*){4,}|(?:…[ \t]*){2,})(?:\d{1,4}|[ivxlcdm]{1,7})(?!\w)", re.IGNORECASE)
+_DOT_RUN = re.compile(r"[.·∙](?:[ \t]*[.·∙]){3}|…[ \t]*…")  # the cheap first look: no run, no leader
+_ENTRY_END = re.compile(r"(?:(?:[.·∙][ \t]*){4,}|(?:…[ \t]*){2,})(?:\d{1,4}|[ivxlcdm]{1,7}|[IVXLCDM]{1,7})(?!\w)")
 
 
 def _toc_entries(line: str) -> int:
@@ -40,7 +40,7 @@ def drop_toc_lines(text: str) -> tuple[str, int]:
     """``text`` without its table-of-contents lines (see the module docstring), and the number of
     entries removed. Paragraphs stay separated by one blank line; text without a dot leader comes
     back as it was."""
-    if not _HINT.search(text) or not _ENTRY_END.search(text):
+    if not _DOT_RUN.search(text) or not _ENTRY_END.search(text):
         return text, 0
     removed = 0
     out = []

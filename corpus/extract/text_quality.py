@@ -107,21 +107,28 @@ _MATH_CHARS = re.compile(
 )  # math alphanumerics, private use, Greek, letterlike/arrows/operators/technical, combining marks
 
 
+TABLE_DIGIT_SHARE = 0.05
+"""Digits, as a share of a text's characters, below which no line is set aside as a table row (the
+fixture pages: prose 0.001-0.05, table pages 0.1-0.43)."""
+
 # a token with a digit in it ("12345", "5.3e-4", "+0.12", "G2V") or with neither letter nor digit ("±", "−")
 _NUMERIC_TOKEN = re.compile(r"(?<!\S)(?:[^\s\d]*\d\S*|[^\w\s]+(?!\S))")
 
 
-def _prose_tokens(text: str) -> list[str]:
-    """The whitespace-delimited tokens of ``text`` outside table rows: lines at least half of whose
+def _prose_tokens(text: str, tokens: list[str]) -> list[str]:
+    """Of ``tokens`` (``text.split()``), those outside table rows: lines at least half of whose
     tokens are numeric (see ``_NUMERIC_TOKEN``). A row of a table of numbers ("HD 12345 5777 ± 60
     4.44 +0.12 G2V") holds names, units and spectral types that are no evidence for or against a
     language; a broken encoding turns the digits of its rows into other glyphs, and its prose keeps
-    few digits, so both stay in."""
+    few digits, so both stay in. A text whose characters are under ``TABLE_DIGIT_SHARE`` digits holds
+    no table that could outweigh its prose and is read whole (the check costs a tenth of the split)."""
+    if sum(map(text.count, "0123456789")) < TABLE_DIGIT_SHARE * len(text):
+        return tokens
     out: list[str] = []
     for line in text.split("\n"):
-        tokens = line.split()
-        if tokens and 2 * len(_NUMERIC_TOKEN.findall(line)) < len(tokens):
-            out.extend(tokens)
+        words = line.split()
+        if words and 2 * len(_NUMERIC_TOKEN.findall(line)) < len(words):
+            out.extend(words)
     return out
 
 
@@ -183,7 +190,8 @@ def text_signals(text: str, removed: int = 0) -> TextSignals:
     """Measure ``text``; see the module docstring for what each number means. ``removed``: bad
     characters already taken out of ``text`` (:func:`corpus.glyphs.fix_glyphs`), counted as bad
     characters of the text they came from."""
-    n = sum(map(len, text.split()))
+    tokens = text.split()
+    n = sum(map(len, tokens))
     if n == 0:
         return TextSignals(0, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 1.0)
     bad = len(_BAD_CHARS.findall(text)) + 6 * len(_CID.findall(text)) + removed
@@ -191,7 +199,7 @@ def text_signals(text: str, removed: int = 0) -> TextSignals:
     bad_frac = min(1.0, bad / (n + removed))
 
     n_tok = nonword = function = n_bigrams = rare_bigrams = 0
-    for token, count in Counter(_prose_tokens(text)).items():
+    for token, count in Counter(_prose_tokens(text, tokens)).items():
         kind, bigrams, rare = _token_stats(token)
         n_bigrams += bigrams * count
         rare_bigrams += rare * count
