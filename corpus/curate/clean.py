@@ -1,5 +1,6 @@
-"""Text cleanup before dedup and filtering: Unicode, whitespace, hyphenation leftovers, optional
-removal of reference lists and acknowledgements, and the OCR repetition rules.
+"""Text cleanup before dedup and filtering: Unicode, characters no English text holds, tables of
+contents, whitespace, hyphenation leftovers, optional removal of reference lists and
+acknowledgements, and the OCR repetition rules.
 
 Math is kept: the Unicode step uses NFC by default (NFKC would turn ``x²`` into ``x2``) and only
 undoes typographic artefacts (ligatures, soft hyphens, zero-width and non-breaking spaces); the
@@ -8,6 +9,9 @@ uses, written to leave math spans balanced.
 
 ``clean_text(text, config) -> (text, changes)``: ``changes`` names every rule that changed something
 (e.g. ``["unicode", "dehyphenate:12", "references_removed"]``), for the paper's ``Decision`` row.
+Bad glyphs (:mod:`corpus.glyphs`) and table-of-contents lines (:mod:`corpus.toc`) are the same
+rules the PDF extractor applies, so text from any extractor (LaTeX, OCR, an older extraction) is
+covered: ``bad_glyphs_removed:<n>``, ``math_glyphs_repaired:<n>``, ``toc_removed:<n>``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from corpus.glyphs import fix_glyphs
 from corpus.repetition import clean_repetitions
+from corpus.toc import drop_toc_lines
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,10 @@ class CleanConfig:
     unicode_form: str | None = field(default="NFC", metadata={"help": "NFC, NFKC or None (NFKC flattens super/subscripts)"})
     fix_typography: bool = field(default=True, metadata={"help": "expand ligatures, drop soft hyphens / zero-width chars, NBSP -> space"})
     whitespace: bool = field(default=True, metadata={"help": "collapse runs of spaces, strip line ends, at most one blank line"})
+    bad_glyphs: bool = field(default=True, metadata={
+        "help": "remove characters no English text holds (U+FFFD, private use, controls; CJK in a document that "
+                "is not CJK), repairing math italics written as Hangul (corpus.glyphs)"})
+    drop_toc: bool = field(default=True, metadata={"help": "drop table-of-contents lines (dot leader and page number; corpus.toc)"})
     dehyphenate: bool = field(default=True, metadata={"help": "join words split by a line-end hyphen"})
     repetitions: str = field(default="ocr", metadata={
         "help": "OCR repetition rules (corpus.repetition): 'always', 'never', or 'ocr' = unless the "
@@ -121,11 +131,14 @@ NOT_OCR = frozenset({"latex", "pdf"})
 """Extractors whose text has no OCR loops (the ``document.extractor`` values of the other extractors)."""
 
 
-def clean_text(text: str, config: CleanConfig = CleanConfig(), extractor: str | None = None) -> tuple[str, list[str]]:
+def clean_text(text: str, config: CleanConfig = CleanConfig(), extractor: str | None = None,
+               cjk: bool | None = None) -> tuple[str, list[str]]:
     """Clean ``text``; return the new text and the names of the rules that changed it.
 
     ``extractor`` (the document's ``extractor`` column) decides whether the OCR repetition rules
-    run under ``repetitions="ocr"``: they run unless it is ``latex`` or ``pdf``.
+    run under ``repetitions="ocr"``: they run unless it is ``latex`` or ``pdf``. ``cjk``: whether
+    the document is written in a CJK script (``corpus.glyphs.is_cjk`` of the whole document, when
+    ``text`` is one page of it); None decides from ``text``.
     """
     changes: list[str] = []
 
@@ -141,6 +154,14 @@ def clean_text(text: str, config: CleanConfig = CleanConfig(), extractor: str | 
         current = step("typography", current.translate(_TYPO_TABLE))
     if "\r" in current:
         current = step("newlines", current.replace("\r\n", "\n").replace("\r", "\n"))
+    if config.bad_glyphs:
+        fix = fix_glyphs(current, cjk)
+        changes += [f"{name}:{n}" for name, n in (("bad_glyphs_removed", fix.removed),
+                                                  ("math_glyphs_repaired", fix.repaired)) if n]
+        current = fix.text
+    if config.drop_toc:
+        current, n = drop_toc_lines(current)
+        changes += [f"toc_removed:{n}"] if n else []
     if config.dehyphenate:
         new, n = _dehyphenate(current)
         if new != current:

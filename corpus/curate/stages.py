@@ -28,6 +28,7 @@ from pydantic import Field
 from corpus.curate import minhash
 from corpus.curate.clean import CleanConfig, clean_text, drop_until_next_section
 from corpus.curate.decontaminate import SourceExclusion, front_matter, load_index, load_questions
+from corpus.glyphs import is_cjk
 from corpus.curate.dedup import cluster, exact_dedup, summary
 from corpus.run.stage import EmptyOutputError
 from corpus.curate.filters import (
@@ -116,7 +117,8 @@ class Clean(DocumentStage):
     name = "clean"
     verb = "curate clean"
     config_class = CleanStageConfig
-    description = "Clean text: Unicode, whitespace, hyphenation leftovers, OCR repetitions; optionally references/acknowledgements."
+    description = ("Clean text: Unicode, bad glyphs, tables of contents, whitespace, hyphenation leftovers, OCR repetitions; "
+                   "optionally references/acknowledgements.")
     output = "curated/clean.parquet"
 
     def process(self, items):
@@ -126,6 +128,7 @@ class Clean(DocumentStage):
                 yield self.decisions_file, [self.decision(doc["paper_id"], "dropped", "no_text", extract_reason=doc["reason"])]
                 self.stat_update("reason.no_text")
                 continue
+            cjk = is_cjk(doc["text"])  # a document-wide answer for every page
             if doc["pages"]:  # page by page, so every page's offsets stay exact
                 texts, changes, in_references = [], Counter(), False
                 for page in doc["pages"]:
@@ -135,13 +138,13 @@ class Clean(DocumentStage):
                         raw, ended = drop_until_next_section(raw)
                         in_references = not ended
                         changes["references_removed"] += 1
-                    new, changed = clean_text(raw, rules, extractor=extractor)
+                    new, changed = clean_text(raw, rules, extractor=extractor, cjk=cjk)
                     in_references = in_references or "references_removed" in changed
                     texts.append(new)
                     changes.update(c.split(":")[0] for c in changed)
                 text, pages = _rejoin(texts, doc["pages"])
             else:
-                text, changed = clean_text(doc["text"], rules, extractor=doc["extractor"])
+                text, changed = clean_text(doc["text"], rules, extractor=doc["extractor"], cjk=cjk)
                 pages, changes = doc["pages"], Counter(c.split(":")[0] for c in changed)
             if not text.strip():
                 yield self.decisions_file, [self.decision(doc["paper_id"], "dropped", "empty_after_cleaning")]

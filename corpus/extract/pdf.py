@@ -16,8 +16,14 @@ under ``config.routing``, the same policy the extract stage routes pages by:
 * ``scanned`` - a text layer over a full-page image: an old OCR layer (routed unless
   ``route_scanned`` is off);
 * ``math_dense`` - many math glyphs: glyph soup;
+* ``bad_glyphs`` - many characters no English text holds (U+FFFD, private use, CJK in a paper that
+  is not CJK);
 
-with the numbers behind them (``garbled``, ``image_coverage``, ``math_glyph_fraction``).
+with the numbers behind them (``garbled``, ``image_coverage``, ``math_glyph_fraction``,
+``bad_glyphs``). Those characters are taken out of every page's text (:func:`corpus.glyphs.fix_glyphs`:
+math italics that came out as Hangul are repaired instead), flagged ``bad_glyphs_removed:<n>`` and
+``math_glyphs_repaired:<n>``; table-of-contents lines (dot leaders, :mod:`corpus.toc`) are dropped,
+flagged ``toc_removed:<n>``.
 
 Bad input raises :class:`PdfError` naming the file and a short ``reason``: ``not_pdf``, ``corrupt``,
 ``encrypted``, ``zero_pages``, ``timeout``. A page that MuPDF cannot read is not fatal: it comes back
@@ -48,7 +54,9 @@ import pymupdf
 from corpus.extract.figures import figure_areas, figure_text, placed_forms
 from corpus.extract.routing import FLAG_REASONS, PageSignals, RoutingThresholds, decide, signal_flags
 from corpus.extract.text_quality import text_signals
+from corpus.glyphs import fix_glyphs, is_cjk
 from corpus.pages import join_texts
+from corpus.toc import drop_toc_lines
 
 
 _LIGATURES = str.maketrans(
@@ -92,7 +100,7 @@ class PdfExtractConfig:
     routing: RoutingThresholds = field(default_factory=RoutingThresholds)
     """The thresholds behind each page's flags and ``needs_ocr`` (corpus.extract.routing: the same
     policy that routes pages in the extract stage). Born-digital fixture pages with 300+ characters
-    have garbled <= 0.33 and math-glyph fraction <= 0.1; broken font encodings score 0.8-1.0."""
+    have garbled <= 0.07 and math-glyph fraction <= 0.1; broken font encodings score 0.71-1.0."""
     time_limit_s: float | None = 120.0
     """Per-file limit (seconds); ``None`` for none. See the module docstring for how it is enforced."""
     remove_headers: bool = True
@@ -125,6 +133,8 @@ class PdfExtractConfig:
     dehyphenate: bool = True
     """Rejoin words hyphenated at line ends (keeping the hyphen where the document writes the
     compound with one elsewhere, e.g. ``two-\\ncolumn`` when ``two-column`` occurs inline)."""
+    drop_toc: bool = True
+    """Drop table-of-contents lines (entries ending in a dot leader and a page number; corpus.toc)."""
 
 
 @dataclass
@@ -139,7 +149,8 @@ class PdfPage:
     garbled: float
     """0..1, 1 = empty or unusable (see text_quality.garbled_score)"""
     flags: list[str] = field(default_factory=list)
-    """e.g. empty, image_only, garbled, scanned, math_dense, header_removed, page_number_removed, error"""
+    """e.g. empty, image_only, garbled, scanned, math_dense, bad_glyphs, header_removed,
+    page_number_removed, error, bad_glyphs_removed:<n>, math_glyphs_repaired:<n>, toc_removed:<n>"""
     needs_ocr: bool = False
     """what ``corpus.extract.routing.decide`` says under ``config.routing`` (policy ``auto``)"""
     reason: str | None = None
@@ -150,6 +161,8 @@ class PdfPage:
     math_glyph_fraction: float = 0.0
     nonword_fraction: float = 0.0
     bad_char_fraction: float = 0.0
+    bad_glyphs: int = 0
+    """characters no English text holds, removed from ``text`` (corpus.glyphs.fix_glyphs)"""
 
 
 @dataclass
@@ -893,10 +906,15 @@ def extract_pdf(
         if cfg.dehyphenate:
             _join_page_hyphens(texts, [p.number for p in raw])
             texts = _dehyphenate(texts)
+        if cfg.drop_toc:  # before _flow: one entry a line
+            for i, p in enumerate(raw):
+                texts[i], n = drop_toc_lines(texts[i])
+                p.flags += [f"toc_removed:{n}"] if n else []
         texts = [_flow(t) for t in texts]
         if cfg.parenthetical_citations == "drop":
             texts = [drop_parenthetical_citations(t) for t in texts]
-        out = [_page(p, t, sorted(set(p.flags)), cfg) for p, t in zip(raw, texts)]
+        cjk = is_cjk("\n".join(texts))
+        out = [_page(p, t, sorted(set(p.flags)), cfg, cjk) for p, t in zip(raw, texts)]
 
     first_line = next((ln.strip() for p in out for ln in p.text.split("\n") if ln.strip()), None)
     return PdfResult(label, n_pages, out, metadata, first_line, stamp)
@@ -915,17 +933,20 @@ def _join_page_hyphens(texts: list[str], numbers: list[int]) -> None:
             texts[i + 1] = b[n.end() :].lstrip()
 
 
-def _page(p: _RawPage, text: str, layout_flags: list[str], cfg: PdfExtractConfig) -> PdfPage:
+def _page(p: _RawPage, text: str, layout_flags: list[str], cfg: PdfExtractConfig, cjk: bool) -> PdfPage:
     if p.error:
         return PdfPage(p.number, "", 0, 1.0, ["error"], True, f"{FLAG_REASONS['error']}: {p.error}")
-    s = text_signals(text)
+    fix = fix_glyphs(text, cjk)
+    s = text_signals(fix.text, fix.removed)
     page = PdfPage(
-        page=p.number, text=text, chars=s.chars, garbled=round(s.garbled, 4),
+        page=p.number, text=fix.text, chars=s.chars, garbled=round(s.garbled, 4),
         image_coverage=round(p.image_coverage, 4), math_glyph_fraction=round(s.math_glyph_fraction, 4),
         nonword_fraction=round(s.nonword_fraction, 4), bad_char_fraction=round(s.bad_char_fraction, 4),
+        bad_glyphs=fix.removed,
     )
     signals = PageSignals.from_page(page)  # the rounded values, exactly what a router reads later
-    page.flags = signal_flags(signals, cfg.routing) + layout_flags
+    counts = [f"{name}:{n}" for name, n in (("bad_glyphs_removed", fix.removed), ("math_glyphs_repaired", fix.repaired)) if n]
+    page.flags = signal_flags(signals, cfg.routing) + layout_flags + counts
     page.needs_ocr, why = decide(signals, cfg.routing)
     page.reason = why if page.needs_ocr else None
     return page

@@ -11,14 +11,19 @@ the same ``RoutingThresholds``). The policy is one setting:
 * ``never``  - every page keeps its text layer;
 * ``always`` - every page goes to Nougat (the reference recipe);
 * ``auto``   - a page goes to Nougat when its text layer is missing (``image_only``, ``empty``),
-  unreadable (``garbled``, ``error``), an old scan's OCR layer (``scanned``) or math glyph soup
-  (``math_glyph_soup``); the rest keep the text layer (``text_layer_ok``).
+  unreadable (``garbled``, ``error``), an old scan's OCR layer (``scanned``), math glyph soup
+  (``math_glyph_soup``) or holds many characters no English text has (``bad_glyphs``: U+FFFD,
+  private use, CJK in a paper that is not CJK; see :mod:`corpus.glyphs`); the rest keep the text
+  layer (``text_layer_ok``).
 
 Thresholds were measured on the fixture PDFs (74 pages: five born-digital papers, one 1929 scan)
-with ``corpus.extract.pdf`` defaults: born-digital pages have ``garbled`` <= 0.33 (table-heavy pages)
-and ``math_glyph_fraction`` <= 0.08 (equation-dense LEGWORK pages); rasterised pages have 0
-characters and image coverage 1.0; the scan's pages have image coverage >= 0.97 under a text layer
-that runs words together. ``RoutingThresholds`` defaults sit between those populations.
+with ``corpus.extract.pdf`` defaults: born-digital pages have ``garbled`` <= 0.07 (table rows are not
+scored; permuted or shifted encodings of the same pages >= 0.71) and ``math_glyph_fraction`` <= 0.08
+(equation-dense LEGWORK pages); rasterised pages have 0 characters and image coverage 1.0; the
+scan's pages have image coverage >= 0.97 under a text layer that runs words together. Born-digital
+pages hold up to 9 bad glyphs (icons, pieces of big delimiters), a page whose font has no Unicode
+map for its glyphs dozens to hundreds (an erratum's underbrace drawn from glyphs: 100).
+``RoutingThresholds`` defaults sit between those populations.
 
 ``merge_pages`` then takes the text-layer pages, the routing decisions and Nougat's per-page results
 and gives the final text, extractor and reason of every page: OCR text where Nougat succeeded, the
@@ -74,6 +79,8 @@ class PageSignals:
     """fraction of characters that are math glyphs (None when unknown)"""
     flags: tuple[str, ...] = ()
     """extractor flags, e.g. 'error', 'image_only', 'scanned', 'math_dense'"""
+    bad_glyphs: int = 0
+    """characters no English text holds, removed from the text layer (corpus.glyphs.fix_glyphs)"""
 
     @classmethod
     def from_page(cls, page: Any) -> PageSignals:
@@ -85,6 +92,7 @@ class PageSignals:
             image_coverage=float(getattr(page, "image_coverage", 0.0) or 0.0),
             math_glyph_fraction=getattr(page, "math_glyph_fraction", None),
             flags=tuple(getattr(page, "flags", ()) or ()),
+            bad_glyphs=int(getattr(page, "bad_glyphs", 0) or 0),
         )
 
 
@@ -106,6 +114,9 @@ class RoutingThresholds:
     """send scans with an old OCR layer to Nougat (their layers often run words together)"""
     max_math_glyph_fraction: float = 0.2
     """math-glyph fraction at or above which the text layer is glyph soup"""
+    max_bad_glyphs: int = 20
+    """bad glyphs at or above which the page goes to OCR: a font without a Unicode map, not a few
+    stray symbols (those are removed and the page flagged, its text layer kept)"""
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,7 @@ FLAG_REASONS: dict[str, str] = {
     "garbled": "garbled_text_layer",
     "scanned": "scanned_ocr_layer",
     "math_dense": "math_glyph_soup",
+    "bad_glyphs": "bad_glyphs",
 }
 """Each condition flag (as the extractor writes it into a page's flags) and the routing reason it gives,
 in the order ``decide`` checks them."""
@@ -130,8 +142,9 @@ in the order ``decide`` checks them."""
 def signal_flags(s: PageSignals, t: RoutingThresholds) -> list[str]:
     """The conditions a page's text layer meets, as flags: at most one of ``image_only`` (little text
     over a mostly-image page), ``empty`` (almost no text) and ``garbled`` (not language), the first
-    that holds; then ``scanned`` (text over a near full-page image) and ``math_dense`` (math glyph
-    soup). ``s.flags`` is not read: an ``error`` flag is the extractor's own."""
+    that holds; then ``scanned`` (text over a near full-page image), ``math_dense`` (math glyph
+    soup) and ``bad_glyphs`` (many characters no English text holds). ``s.flags`` is not read: an
+    ``error`` flag is the extractor's own."""
     out: list[str] = []
     if s.image_coverage >= t.image_only_coverage and s.chars < t.image_only_chars:
         out.append("image_only")
@@ -143,6 +156,8 @@ def signal_flags(s: PageSignals, t: RoutingThresholds) -> list[str]:
         out.append("scanned")
     if s.math_glyph_fraction is not None and s.math_glyph_fraction >= t.max_math_glyph_fraction:
         out.append("math_dense")
+    if s.bad_glyphs >= t.max_bad_glyphs:
+        out.append("bad_glyphs")
     return out
 
 

@@ -38,7 +38,7 @@ class ExtractConfig(StageConfig):
         "requester_pays=True unless set here); recorded in the manifest only with every value replaced "
         "by <redacted>"))
     ocr_policy: Literal["never", "auto", "always"] = Field(
-        "auto", description="PDF pages sent to Nougat: never, auto (empty, garbled, scanned, math glyph soup) or always")
+        "auto", description="PDF pages sent to Nougat: never, auto (empty, garbled, scanned, math glyph soup, bad glyphs) or always")
     ocr_model: str | None = path_field(
         None, "folder of Nougat weights (e.g. facebook/nougat-small saved locally); none: routed pages are recorded, not OCRed")
     nougat: dict[str, Any] = Field(default_factory=dict, description="Nougat runtime: device, dtype, batch_size, max_new_tokens, ... (corpus.extract.nougat.NougatConfig)")
@@ -131,3 +131,8 @@ class Extract(Stage):
             latex_files=doc.latex_files,
         )]
         self.stat_update(f"extractor.{doc.extractor}")
+        for page in doc.pages:  # counted page flags: bad_glyphs_removed:<n>, toc_removed:<n>, ...
+            for flag in page["flags"]:
+                name, _, n = flag.partition(":")
+                if n.isdigit():
+                    self.stat_update(f"pages.{name}", value=int(n))

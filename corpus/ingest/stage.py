@@ -24,6 +24,7 @@ from pydantic import Field
 from corpus.arxiv_ids import content_id, find_arxiv_stamp
 from corpus.archives import HEAD_BYTES, sniff_source_kind
 from corpus.files import SourceError, open_input, printable_name, redact_url
+from corpus.ingest import titles
 from corpus.ingest.pairing import first_page, pair_by_title, source_title
 from corpus.ingest.arxiv_metadata import MetadataError, MetadataFilter, MetadataRecord, MetadataStats, read_metadata
 from corpus.ingest.sources import (
@@ -101,20 +102,15 @@ def hash_and_head(url: str, storage_options: dict | None = None) -> tuple[str, b
 
 
 def pdf_title(url: str, storage_options: dict | None = None) -> tuple[str | None, str]:
-    """Title of a PDF from its metadata, else its first line of text; and where it came from."""
+    """Title of a PDF (:func:`corpus.ingest.titles.pdf_title`: its metadata title when plausible, else
+    the largest text at the top of page 1) and where it came from."""
     import pymupdf
 
     try:
         with open_input(url, storage_options) as f:
             doc = pymupdf.open(stream=f.read(), filetype="pdf")
         with doc:
-            title = (doc.metadata or {}).get("title", "").strip()
-            if title:
-                return title, "title_from_pdf_metadata"
-            if doc.page_count:
-                for line in doc[0].get_text().splitlines():
-                    if line.strip():
-                        return line.strip(), "title_from_first_line"
+            return titles.pdf_title(doc)
     except Exception:  # a corrupt PDF still ingests; extraction will record the problem
         pass
     return None, "no_title"
