@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import re
@@ -82,8 +81,17 @@ def anchor_text(path: Path) -> str | None:
     except ImportError:
         print("pymupdf4llm is not installed: the anchor figures are null (pip install pymupdf4llm)", file=sys.stderr)
         return None
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints progress on stdout
-        return pymupdf4llm.to_markdown(str(path), show_progress=False)
+    # it prints messages on stdout, some from native code: send file descriptor 1 to stderr meanwhile
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return pymupdf4llm.to_markdown(str(path), show_progress=False)
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def main() -> int:
