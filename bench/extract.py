@@ -21,7 +21,6 @@ Usage: python bench/extract.py [--quick] [--fixtures DIR]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -35,6 +34,7 @@ import pymupdf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _fidelity  # noqa: E402
+from _anchors import pymupdf4llm_markdown  # noqa: E402
 
 from corpus.extract.pdf import PdfError, PdfResult, extract_pdf  # noqa: E402
 
@@ -223,11 +223,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- fidelity against the LaTeX sources
     fid: dict[str, list[float]] = {"project": [], "get_text": [], "pymupdf4llm": []}
-    try:
-        import pymupdf4llm
-    except ImportError:
-        pymupdf4llm = None
-        print("pymupdf4llm is not installed: its fidelity anchor is reported as null", file=sys.stderr)
     for pdf, tex in PAPERS:
         pdf_path, src = args.fixtures / pdf, (args.fixtures / tex).read_text(encoding="utf-8", errors="replace")
         ours = extract_pdf(pdf_path).text
@@ -235,10 +230,9 @@ def main(argv: list[str] | None = None) -> int:
             raw = "\n".join(page.get_text() for page in doc)
         fid["project"].append(_fidelity.fidelity(src, ours))
         fid["get_text"].append(_fidelity.fidelity(src, raw))
-        if pymupdf4llm is not None:
-            t0 = time.perf_counter()
-            with contextlib.redirect_stdout(sys.stderr):  # it prints parser messages; stdout is for figures
-                md = pymupdf4llm.to_markdown(str(pdf_path), show_progress=False)
+        t0 = time.perf_counter()
+        md = pymupdf4llm_markdown(pdf_path)
+        if md is not None:
             dt = time.perf_counter() - t0
             fid["pymupdf4llm"].append(_fidelity.fidelity(src, md))
             print(f"  pymupdf4llm on {pdf}: {dt:.1f} s", file=sys.stderr)
@@ -247,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         per = ", ".join(f"{x:.3f}" for x in v)
         pub = f" (issue's measurement {PUBLISHED[k]:.2f}, diff {mean[k] - PUBLISHED[k]:+.3f})" if k in PUBLISHED and v else ""
         print(f"  fidelity {k}: mean {mean[k] if mean[k] is None else round(mean[k], 3)} [{per}]{pub}", file=sys.stderr)
-    lines.append(_line("text_fidelity", mean["project"], "fraction", "pymupdf4llm.to_markdown" if pymupdf4llm else None,
+    lines.append(_line("text_fidelity", mean["project"], "fraction", "pymupdf4llm.to_markdown" if fid["pymupdf4llm"] else None,
                        mean["pymupdf4llm"], 0.90, "value", "higher"))
     lines.append(_line("text_fidelity_vs_get_text", mean["project"], "fraction", "pymupdf page.get_text()",
                        mean["get_text"], 0.90, "value", "higher"))

@@ -23,7 +23,6 @@ Usage: python bench/hygiene.py [--fixtures DIR]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -31,10 +30,13 @@ import sys
 import unicodedata
 from pathlib import Path
 
-from corpus.extract.document import extract_paper
-from corpus.extract.latex import glued_inline_maths, unresolved_references
-from corpus.extract.layout_measures import repeated_lines, short_paragraph_share
-from corpus.extract.pdf import extract_pdf
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _anchors import pymupdf4llm_markdown  # noqa: E402
+
+from corpus.extract.document import extract_paper  # noqa: E402
+from corpus.extract.latex import glued_inline_maths, unresolved_references  # noqa: E402
+from corpus.extract.layout_measures import repeated_lines, short_paragraph_share  # noqa: E402
+from corpus.extract.pdf import extract_pdf  # noqa: E402
 
 BENCH = "hygiene.py"
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,25 +77,6 @@ def figure(metric: str, value: float, unit: str, anchor: str | None, anchor_valu
                        "better": better})
 
 
-def anchor_text(path: Path) -> str | None:
-    try:
-        import pymupdf4llm
-    except ImportError:
-        print("pymupdf4llm is not installed: the anchor figures are null (pip install pymupdf4llm)", file=sys.stderr)
-        return None
-    # it prints messages on stdout, some from native code: send file descriptor 1 to stderr meanwhile
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            return pymupdf4llm.to_markdown(str(path), show_progress=False)
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fixtures", default=os.environ.get("SAGECORPUS_FIXTURES", str(ROOT.parent / "shared" / "fixtures")))
@@ -122,7 +105,7 @@ def main() -> int:
             reps, leaders = repeated(text), len(DOT_LEADERS.findall(text))
             ours_short, ours_counted, ours_repeated, dots = ours_short + short, ours_counted + counted, ours_repeated + reps, dots + leaders
             line += f", short paragraphs {short}/{counted}, repeated lines {reps}, dot leaders {leaders}"
-            anchor = anchor_text(path)
+            anchor = pymupdf4llm_markdown(path)
             if anchor is None:
                 theirs_ok = False
             else:
