@@ -46,6 +46,7 @@ from typing import Iterable, Literal, Sequence
 import pymupdf
 
 from corpus.extract.figures import figure_areas, figure_text, placed_forms
+from corpus.extract.pieces import body_size, join_pieces
 from corpus.extract.routing import FLAG_REASONS, PageSignals, RoutingThresholds, decide, signal_flags
 from corpus.extract.text_quality import text_signals
 from corpus.pages import join_texts
@@ -122,6 +123,10 @@ class PdfExtractConfig:
     al. 2015; Robson et al. 2019, Eq. 1)`` -- with the blank before them, as the LaTeX path drops
     ``\\citep`` (``corpus.extract.latex``), so both paths give the same prose; textual citations
     (``Peters (1964)``) stay. ``"keep"`` leaves them."""
+    join_pieces: bool = True
+    """Join the blocks MuPDF splits a displayed equation into (one block, equation number last), a
+    table's cells (one block per row) and a reference entry's indented continuation lines (``doi: …``)
+    into the blocks they belong to (see :mod:`corpus.extract.pieces`), after the reading order."""
     dehyphenate: bool = True
     """Rejoin words hyphenated at line ends (keeping the hyphen where the document writes the
     compound with one elsewhere, e.g. ``two-\\ncolumn`` when ``two-column`` occurs inline)."""
@@ -268,6 +273,22 @@ def _order_blocks(blocks: list[_Block], width: float) -> list[_Block]:
             out.append(spans[si])
             prev = spans[si].y0
             si += 1
+    return out
+
+
+def _join_pieces(blocks: list[_Block]) -> list[_Block]:
+    """The blocks with the pieces of each display, table row and reference entry joined (see
+    :func:`corpus.extract.pieces.join_pieces`): their texts on separate lines, their boxes united."""
+    out = []
+    for group in join_pieces(blocks, body_size(blocks)):
+        if len(group) == 1:
+            out.append(blocks[group[0]])
+            continue
+        parts = [blocks[i] for i in group]
+        out.append(_Block(
+            min(b.x0 for b in parts), min(b.y0 for b in parts), max(b.x1 for b in parts), max(b.y1 for b in parts),
+            "\n".join(b.text for b in parts), max(parts, key=lambda b: len(b.text)).size, parts[0].marked,
+        ))
     return out
 
 
@@ -882,6 +903,8 @@ def extract_pdf(
         texts = []
         for p in raw:
             blocks = _order_blocks(p.blocks, p.width) if cfg.reading_order else p.blocks
+            if cfg.join_pieces:
+                blocks = _join_pieces(blocks)
             if any(b.aside for b in blocks):
                 blocks = [b for b in blocks if not b.aside] + [b for b in blocks if b.aside]
             if cfg.footnotes_last:
