@@ -52,6 +52,9 @@ _ROW_SHIFT = 0.3
 """Cells of one table row: vertical centres within this fraction of the body size of each other."""
 _INDENT = (0.5, 4.0)
 """A hanging indent: the continuation starts this many body sizes (min, max) right of its entry."""
+_ENTRY_GAP = 1.0
+"""A continuation starts at most this many body sizes under the line before it (a reference list's
+lines lie 0.4 apart, 0.9 where TeX stretches a last page's columns to equal length)."""
 _LONG_WORD = re.compile(r"[^\W\d_]{3,}")
 _MATH = re.compile(r"[=+−×·^_<>≤≥≈∼∝±∑∏∫√∂∇≡⟨⟩\[\]{}|\u0370-\u03ff\U0001d400-\U0001d7ff]|^\W*\(\d+[a-z]?\)\W*$")
 """Signs of math in a run of pieces (parentheses, slashes and hyphens are common in plain text too;
@@ -107,13 +110,13 @@ def join_pieces(blocks: Sequence[Box], body: float) -> list[list[int]]:
             run.append(j)
             x0, y0, x1, y1 = min(x0, b.x0), min(y0, b.y0), max(x1, b.x1), max(y1, b.y1)
             j += 1
-        if len(run) == 1 or not (any(_MATH.search(blocks[k].text) for k in run) or len(_rows(blocks, run, body)) == 1):
-            out.extend([k] for k in run)
-            i = j
-            continue
         rows = _rows(blocks, run, body)
         if len(rows) >= 2 and all(len(r) >= 2 for r in rows) and _aligned(blocks, rows, body):
             out.extend(sorted(r, key=lambda k: blocks[k].x0) for r in rows)
+            i = j
+            continue
+        if len(run) == 1 or not (len(rows) == 1 or any(_MATH.search(blocks[k].text) for k in run)):
+            out.extend([k] for k in run)
             i = j
             continue
         numbers = [k for k in run if _EQ_NUMBER.match(blocks[k].text)]
@@ -158,8 +161,10 @@ def _aligned(blocks: Sequence[Box], rows: list[list[int]], body: float) -> bool:
 def _continues_entry(head: Box, prev: Box, b: Box, body: float) -> bool:
     """Whether ``b`` continues the reference entry that starts with the one-line block ``head`` and
     ends (so far) with ``prev`` (see the module docstring)."""
-    if head.aside or b.aside or "\n" in head.text or abs(head.size - b.size) > 0.5 or _HEADING.match(b.text):
+    if head.aside or b.aside or "\n" in head.text or abs(head.size - b.size) > 0.5:
         return False
-    if not _INDENT[0] * body <= b.x0 - head.x0 <= _INDENT[1] * body or not 0 <= b.y0 - prev.y1 <= 0.6 * body:
+    if _HEADING.match(b.text) or _MATH.search(head.text):  # a heading under a heading, a display's lines
+        return False
+    if not _INDENT[0] * body <= b.x0 - head.x0 <= _INDENT[1] * body or not 0 <= b.y0 - prev.y1 <= _ENTRY_GAP * body:
         return False
     return bool(_LINK.match(b.text)) or not _SENTENCE_END.search(prev.text)
