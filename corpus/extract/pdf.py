@@ -302,13 +302,9 @@ def _footnotes_last(blocks: list[_Block], height: float) -> list[_Block]:
     text under it (a caption in the middle of a column) stays where it is, and so do the small pieces
     of a displayed equation (they start with no marker).
     """
-    weight: Counter[float] = Counter()
-    for b in blocks:
-        if b.size:
-            weight[round(b.size, 1)] += len(b.text)
-    if not weight:
+    if not any(b.size for b in blocks):
         return blocks
-    body = weight.most_common(1)[0][0]
+    body = body_size(blocks)
     small = [bool(b.size) and b.y0 >= height / 2 and b.size <= _FOOTNOTE_SIZE * body for b in blocks]
     if not any(small):
         return blocks

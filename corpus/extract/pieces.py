@@ -76,7 +76,9 @@ def body_size(blocks: Sequence[Box]) -> float:
 
 def is_piece(b: Box) -> bool:
     """A block too short in words to be prose: math, numbers, a table cell, a lone ``where``."""
-    return not b.aside and len(_LONG_WORD.findall(b.text)) <= _PIECE_WORDS and not _HEADING.match(b.text)
+    if b.aside or len(b.text) > 300 or _HEADING.match(b.text):  # 300 characters hold more than 3 words
+        return False
+    return sum(1 for _ in zip(range(_PIECE_WORDS + 1), _LONG_WORD.finditer(b.text))) <= _PIECE_WORDS
 
 
 def join_pieces(blocks: Sequence[Box], body: float) -> list[list[int]]:
@@ -85,24 +87,25 @@ def join_pieces(blocks: Sequence[Box], body: float) -> list[list[int]]:
     the module docstring for the groups; ``body`` is the page's body text size (:func:`body_size`)."""
     out: list[list[int]] = []
     i, n = 0, len(blocks)
+    piece = [is_piece(b) for b in blocks]
     while i < n:
         j = i + 1
         while j < n and _continues_entry(blocks[i], blocks[j - 1], blocks[j], body):
             j += 1
-        if j > i + 1 or not is_piece(blocks[i]):
+        if j > i + 1 or not piece[i]:
             out.append(list(range(i, j)))
             i = j
             continue
         run = [i]
         x0, y0, x1, y1 = blocks[i].x0, blocks[i].y0, blocks[i].x1, blocks[i].y1
         j = i + 1
-        while j < n and is_piece(blocks[j]):
+        while j < n and piece[j]:
             b = blocks[j]
             if not _near(b, (x0, y0, x1, y1), body):
                 # a big operator's lower limit (set small) hangs further below than the line's other
                 # pieces: it joins when the piece after it comes back within reach
                 c = blocks[j + 1] if j + 1 < n else None
-                if not b.size or b.size >= _SCRIPT_SIZE * body or c is None or not is_piece(c) or not _near(c, (x0, y0, x1, y1), body):
+                if not b.size or b.size >= _SCRIPT_SIZE * body or c is None or not piece[j + 1] or not _near(c, (x0, y0, x1, y1), body):
                     break
                 box = (min(x0, c.x0), min(y0, c.y0), max(x1, c.x1), max(y1, c.y1))
                 if not _near(b, box, body):
@@ -110,12 +113,16 @@ def join_pieces(blocks: Sequence[Box], body: float) -> list[list[int]]:
             run.append(j)
             x0, y0, x1, y1 = min(x0, b.x0), min(y0, b.y0), max(x1, b.x1), max(y1, b.y1)
             j += 1
+        if len(run) == 1:
+            out.append(run)
+            i = j
+            continue
         rows = _rows(blocks, run, body)
         if len(rows) >= 2 and all(len(r) >= 2 for r in rows) and _aligned(blocks, rows, body):
             out.extend(sorted(r, key=lambda k: blocks[k].x0) for r in rows)
             i = j
             continue
-        if len(run) == 1 or not (len(rows) == 1 or any(_MATH.search(blocks[k].text) for k in run)):
+        if not (len(rows) == 1 or any(_MATH.search(blocks[k].text) for k in run)):
             out.extend([k] for k in run)
             i = j
             continue
