@@ -52,6 +52,7 @@ from typing import Iterable, Literal, Sequence
 import pymupdf
 
 from corpus.extract.figures import figure_areas, figure_text, placed_forms
+from corpus.extract.pieces import body_size, join_pieces
 from corpus.extract.routing import FLAG_REASONS, PageSignals, RoutingThresholds, decide, signal_flags
 from corpus.extract.text_quality import text_signals
 from corpus.glyphs import fix_glyphs, is_cjk
@@ -130,6 +131,10 @@ class PdfExtractConfig:
     al. 2015; Robson et al. 2019, Eq. 1)`` -- with the blank before them, as the LaTeX path drops
     ``\\citep`` (``corpus.extract.latex``), so both paths give the same prose; textual citations
     (``Peters (1964)``) stay. ``"keep"`` leaves them."""
+    join_pieces: bool = True
+    """Join the blocks MuPDF splits a displayed equation into (one block, equation number last), a
+    table's cells (one block per row) and a reference entry's indented continuation lines (``doi: …``)
+    into the blocks they belong to (see :mod:`corpus.extract.pieces`), after the reading order."""
     dehyphenate: bool = True
     """Rejoin words hyphenated at line ends (keeping the hyphen where the document writes the
     compound with one elsewhere, e.g. ``two-\\ncolumn`` when ``two-column`` occurs inline)."""
@@ -284,6 +289,22 @@ def _order_blocks(blocks: list[_Block], width: float) -> list[_Block]:
     return out
 
 
+def _join_pieces(blocks: list[_Block]) -> list[_Block]:
+    """The blocks with the pieces of each display, table row and reference entry joined (see
+    :func:`corpus.extract.pieces.join_pieces`): their texts on separate lines, their boxes united."""
+    out = []
+    for group in join_pieces(blocks, body_size(blocks)):
+        if len(group) == 1:
+            out.append(blocks[group[0]])
+            continue
+        parts = [blocks[i] for i in group]
+        out.append(_Block(
+            min(b.x0 for b in parts), min(b.y0 for b in parts), max(b.x1 for b in parts), max(b.y1 for b in parts),
+            "\n".join(b.text for b in parts), max(parts, key=lambda b: len(b.text)).size, parts[0].marked,
+        ))
+    return out
+
+
 def _footnotes_last(blocks: list[_Block], height: float) -> list[_Block]:
     """Footnotes moved to the end of the page, so that they no longer split the sentence that runs from
     the foot of one column to the head of the next.
@@ -294,13 +315,9 @@ def _footnotes_last(blocks: list[_Block], height: float) -> list[_Block]:
     text under it (a caption in the middle of a column) stays where it is, and so do the small pieces
     of a displayed equation (they start with no marker).
     """
-    weight: Counter[float] = Counter()
-    for b in blocks:
-        if b.size:
-            weight[round(b.size, 1)] += len(b.text)
-    if not weight:
+    if not any(b.size for b in blocks):
         return blocks
-    body = weight.most_common(1)[0][0]
+    body = body_size(blocks)
     small = [bool(b.size) and b.y0 >= height / 2 and b.size <= _FOOTNOTE_SIZE * body for b in blocks]
     if not any(small):
         return blocks
@@ -895,6 +912,8 @@ def extract_pdf(
         texts = []
         for p in raw:
             blocks = _order_blocks(p.blocks, p.width) if cfg.reading_order else p.blocks
+            if cfg.join_pieces:
+                blocks = _join_pieces(blocks)
             if any(b.aside for b in blocks):
                 blocks = [b for b in blocks if not b.aside] + [b for b in blocks if b.aside]
             if cfg.footnotes_last:
