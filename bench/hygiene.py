@@ -11,8 +11,9 @@ the same run where an anchor makes sense:
                                tables and markup aside (``corpus.extract.layout_measures``; target ratio
                                <= 1.0 against pymupdf4llm);
 * ``repeated_lines``           occurrences of lines of >= 8 characters that appear >= 3 times in one paper
-                               with digits masked: running heads and footers left in (target ratio <= 0.25
-                               against pymupdf4llm);
+                               with digits masked (lines of markup alone aside: no letter, HTML comments,
+                               fences, images; table rows with words count on both sides): running heads
+                               and footers left in (target ratio <= 0.25 against pymupdf4llm);
 * ``dot_leader_runs``          runs of >= 5 dots (a table of contents' leaders) in our PDF text (target 0);
 * ``latex_unresolved_refs``    references printed as ``?`` in the LaTeX path's text (target 0);
 * ``latex_glued_math``         ``$…$$…$``: two inline maths glued into a display delimiter (target 0).

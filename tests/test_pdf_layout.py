@@ -134,3 +134,13 @@ def test_footer_set_in_one_block_with_the_last_lines_is_removed():
     assert "Aigrain" not in result.text and "annualreviews" not in result.text
     assert all("header_removed" in p.flags for p in result.pages)
     assert all(p.text.startswith(f"On page {p.page} the light curves") for p in result.pages)
+
+
+def test_repeated_lines_counts_text_lines_not_markup():
+    from corpus.extract.layout_measures import repeated_lines
+
+    text = "\n".join(["Schwarz et al. 12", "Schwarz et al. 13", "Schwarz et al. 14",  # a running head, digits masked
+                      "|Data|Data|Data|", "|Data|Data|Data|", "|Data|Data|Data|",  # a table's rows with words
+                      "|---|---|---|"] * 1 + ["|---|---|---|"] * 3 + ["<!-- Start of picture text -->"] * 3
+                     + ["123 456 789 000"] * 3 + ["once only line"])
+    assert dict(repeated_lines(text)) == {"Schwarz et al. #": 3, "|Data|Data|Data|": 3}

@@ -52,13 +52,18 @@ def short_paragraph_share(text: str, max_words: int = 3) -> tuple[float, int, in
     return (short / len(counted) if counted else 0.0), short, len(counted)
 
 
+_MARKUP_ONLY = re.compile(r"^(?:<!--|```|!\[)")
+
+
 def repeated_lines(text: str, min_chars: int = 8, min_count: int = 3) -> Counter[str]:
     """Lines of at least ``min_chars`` non-space characters that occur at least ``min_count`` times in
     ``text`` with digits masked (``#``) and spaces normalised; maps each such line (masked) to its
-    count. Markdown table rows and rules are left out (a table repeats its separators by design)."""
+    count. Lines that are markup, not text, are left out: no letter at all (rules, a table's
+    ``|---|`` separators, rows of numbers), HTML comments, code fences, images. A table row with words
+    counts, written as Markdown (``|Data|Data|``) or as plain cells (``Data Data``) alike."""
     counts: Counter[str] = Counter()
     for line in text.split("\n"):
         key = " ".join(_DIGITS.sub("#", line).split())
-        if len(key.replace(" ", "")) >= min_chars and not _MARKUP.match(line.strip()):
+        if len(key.replace(" ", "")) >= min_chars and any(c.isalpha() for c in key) and not _MARKUP_ONLY.match(key):
             counts[key] += 1
     return Counter({k: n for k, n in counts.items() if n >= min_count})
