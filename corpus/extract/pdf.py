@@ -760,15 +760,12 @@ def _dehyphenate(texts: list[str]) -> list[str]:
     """
     if not any("-\n" in t for t in texts):
         return texts
-    words: set[str] = set()
+    words = {tok.strip(_PUNCT) for tok in set("\n".join(texts).lower().split())}
     compounds: set[tuple[str, str]] = set()
-    for t in texts:
-        for tok in t.lower().split():
-            tok = tok.strip(_PUNCT)
-            words.add(tok)
-            if "-" in tok:
-                parts = tok.split("-")
-                compounds.update(zip(parts, parts[1:]))
+    for tok in words:
+        if "-" in tok:
+            parts = tok.split("-")
+            compounds.update(zip(parts, parts[1:]))
 
     def decide(left: str, right: str) -> bool:
         """True: join without the hyphen."""
@@ -939,14 +936,18 @@ def extract_pdf(
     return PdfResult(label, n_pages, out, metadata, first_line, stamp)
 
 
+_PAGE_END_HYPHEN = re.compile(r"[^\W\d_]-$")
+_PAGE_START_WORD = re.compile(r"[a-zß-ÿ][^\W\d_]*[.,;:]?")
+
+
 def _join_page_hyphens(texts: list[str], numbers: list[int]) -> None:
     """A word hyphenated across a page break moves whole onto the earlier page (offsets stay per page)."""
     for i in range(len(texts) - 1):
         if numbers[i + 1] != numbers[i] + 1:
             continue
         a, b = texts[i], texts[i + 1]
-        m = re.search(r"[^\W\d_]-$", a)
-        n = re.match(r"[a-zß-ÿ][^\W\d_]*[.,;:]?", b)
+        m = _PAGE_END_HYPHEN.search(a[-3:])  # the end alone: a search of the whole page costs per letter
+        n = _PAGE_START_WORD.match(b)
         if m and n:
             texts[i] = a + "\n" + n.group(0)  # becomes "-\n" + fragment: dehyphenated like a line break
             texts[i + 1] = b[n.end() :].lstrip()
