@@ -386,30 +386,35 @@ def _visual_lines(spans: Sequence[tuple[str, _Box | None]], scripts: str = "mark
     cur: list[tuple[str, _Box | None]] = []
     y0 = y1 = bh = hmin = hmax = 0.0
     nbox = 0
-    for text, box in spans:
+    for span in spans:
+        box = span[1]
         if box is not None:
-            h = box[3] - box[1]
+            top, bottom = box[1], box[3]
+            h = bottom - top
             if nbox:
-                cy = (box[1] + box[3]) * 0.5
-                if (cy < y0 or cy > y1) and not (
-                    bh < _SCRIPT_HEIGHT * h and box[1] <= (y0 + y1) * 0.5 <= box[3]
-                ):
+                cy = (top + bottom) * 0.5
+                if (cy < y0 or cy > y1) and not (bh < _SCRIPT_HEIGHT * h and top <= (y0 + y1) * 0.5 <= bottom):
                     line, raised = _line_text(cur, nbox, hmin, hmax, scripts)
                     first_raised = first_raised or (raised and not out)
                     out.append(line)
                     cur = []
                     nbox = 0
             if not nbox:
-                y0, y1, bh, hmin, hmax = box[1], box[3], h, h, h
+                y0, y1, bh, hmin, hmax = top, bottom, h, h, h
             else:
-                if h >= _SCRIPT_HEIGHT * bh:
-                    y0, y1, bh = min(y0, box[1]), max(y1, box[3]), max(bh, h)
+                if h >= _SCRIPT_HEIGHT * bh:  # the band grows (min and max written out: this loop is hot)
+                    if top < y0:
+                        y0 = top
+                    if bottom > y1:
+                        y1 = bottom
+                    if h > bh:
+                        bh = h
                 if h < hmin:
                     hmin = h
                 elif h > hmax:
                     hmax = h
             nbox += 1
-        cur.append((text, box))
+        cur.append(span)
     if cur:
         line, raised = _line_text(cur, nbox, hmin, hmax, scripts)
         first_raised = first_raised or (raised and not out)
@@ -421,7 +426,7 @@ def _line_text(line: list[tuple[str, _Box | None]], nbox: int, hmin: float, hmax
     """One visual line's text and whether it starts with a superscript; ``nbox`` spans have a box,
     of heights ``hmin``..``hmax``."""
     if nbox < 2:
-        return "".join(t for t, _ in line), False
+        return (line[0][0] if len(line) == 1 else "".join([t for t, _ in line])), False
     if hmin > _SCRIPT_HEIGHT * hmax:  # one size throughout: no scripts, only gaps to check
         gap = _WORD_GAP * hmax
         parts: list[str] = []
@@ -448,6 +453,7 @@ def _mark_scripts(line: list[tuple[str, _Box | None]], scripts: str) -> tuple[st
     main = next(b for _, b in line if b is not None and round(b[3] - b[1], 1) == size)
     H = main[3] - main[1]
     cy_main = (main[1] + main[3]) / 2
+    gap, script_h, script_shift, kern = _WORD_GAP * H, _SCRIPT_HEIGHT * H, _SCRIPT_SHIFT * H, _KERN_OVERLAP * H
     out: list[str] = []
     base_x1 = None  # right edge of the last full-size span
     prev_kind = ""
@@ -456,13 +462,13 @@ def _mark_scripts(line: list[tuple[str, _Box | None]], scripts: str) -> tuple[st
     for text, box in line:
         kind = ""
         if box is not None:
-            if prev_x1 is not None and box[0] - prev_x1 > _WORD_GAP * H and not text[:1].isspace() and out and not out[-1][-1:].isspace():
+            if prev_x1 is not None and box[0] - prev_x1 > gap and not text[:1].isspace() and out and not out[-1][-1:].isspace():
                 text = " " + text
             prev_x1 = box[2]
             h = box[3] - box[1]
             shift = (box[1] + box[3]) / 2 - cy_main
-            if h <= _SCRIPT_HEIGHT * H and abs(shift) >= _SCRIPT_SHIFT * H and text.strip():
-                if base_x1 is None or box[0] >= base_x1 - _KERN_OVERLAP * H:
+            if h <= script_h and abs(shift) >= script_shift and text.strip():
+                if base_x1 is None or box[0] >= base_x1 - kern:
                     kind = "_" if shift > 0 else "^"
             if not kind:
                 base_x1 = box[2]
@@ -583,9 +589,10 @@ def _block_spans(raw: str, words: tuple[dict, dict], index: int, scripts: str) -
     pairs: list[tuple[str, _Box | None]] = []
     size = 0.0
     longest = 0
+    first_of = first.get
     for i, text in enumerate(spans):
         key = (index, i)
-        f = first.get(key)
+        f = first_of(key)
         if f is None:
             if text and not text.isspace():
                 return raw, 0.0, False
