@@ -810,8 +810,8 @@ _YEAR = r"(?:1[89]|20)\d{2}[a-z]?"
 _LOCATOR = r"(?:\s*,\s*(?:Eqs?|Sects?|Section|Figs?|Table|Tab|Chapter|Ch|App|p|pp)\.?\s*[\w.\-\u2013]+)?"
 _CITATION = _AUTHORS + r",?\s+" + _YEAR + r"(?:\s*,\s*" + _YEAR + r")*" + _LOCATOR
 _CITE_PREFIX = r"(?:(?:e\.\s?g\.?|i\.\s?e\.|see(?:\s+also)?|cf\.)\s*,?\s*)?"
-_PARENTHETICAL = re.compile(
-    r"[ \t]?\(" + _CITE_PREFIX + _CITATION + r"(?:\s*[;,]\s*" + _CITE_PREFIX + _CITATION + r")*\s*\)"
+_PARENTHETICAL = re.compile(  # "(?: \(|\t\(|\()" is "[ \t]?\(" with literal first characters, which the engine skips ahead by
+    r"(?: \(|\t\(|\()" + _CITE_PREFIX + _CITATION + r"(?:\s*[;,]\s*" + _CITE_PREFIX + _CITATION + r")*\s*\)"
 )
 
 
