@@ -527,7 +527,8 @@ def _read_page(page: pymupdf.Page, scripts: str = "mark", figures: bool = True) 
     and figure captions are marked."""
     # text coordinates are those of the unrotated page, origin at the cropbox's top left: a landscape
     # (/Rotate 90) page keeps its running head at the top of the cropbox, not of page.rect
-    w, h = max(page.cropbox.width, 1.0), max(page.cropbox.height, 1.0)
+    box = page.cropbox  # computed anew on each access
+    w, h = max(box.width, 1.0), max(box.height, 1.0)
     tp = page.get_textpage(flags=_TEXT_FLAGS)
     words = _span_words(tp.extractWORDS())
     blocks: list[_Block] = []
@@ -632,9 +633,12 @@ def _strip_margins(pages: list[_RawPage], cfg: PdfExtractConfig) -> None:
         band = cfg.margin_fraction * p.height
         found = []
         for bi, b in enumerate(p.blocks):
-            lines = b.text.split("\n")
             top, bottom = b.y0 <= band, b.y1 >= p.height - band
-            if b.y1 <= band or b.y0 >= p.height - band:  # the whole block is in a band
+            inside = b.y1 <= band or b.y0 >= p.height - band
+            if not (top or bottom or inside):  # clear of both bands
+                continue
+            lines = b.text.split("\n")
+            if inside:  # the whole block is in a band
                 found += [(bi, li, "top" if top else "bottom", ln, True) for li, ln in enumerate(lines)]
             elif len(lines) >= 2:  # only a short first or last line: a full one is running text
                 short = _HEAD_LINE * max(len(ln) for ln in lines)
