@@ -445,12 +445,16 @@ def _mark_scripts(line: list[tuple[str, _Box | None]], scripts: str) -> tuple[st
     """One visual line's text, and whether it starts with a superscript."""
     # the main size: the box height that carries most characters (ties: the taller)
     weight: dict[float, int] = {}
+    first: dict[float, _Box] = {}  # the first span of each size
     for t, b in line:
         if b is not None:
             k = round(b[3] - b[1], 1)
-            weight[k] = weight.get(k, 0) + len(t.strip())
+            if k in weight:
+                weight[k] += len(t.strip())
+            else:
+                weight[k], first[k] = len(t.strip()), b
     size = max(weight, key=lambda k: (weight[k], k))
-    main = next(b for _, b in line if b is not None and round(b[3] - b[1], 1) == size)
+    main = first[size]
     H = main[3] - main[1]
     cy_main = (main[1] + main[3]) / 2
     gap, script_h, script_shift, kern = _WORD_GAP * H, _SCRIPT_HEIGHT * H, _SCRIPT_SHIFT * H, _KERN_OVERLAP * H
@@ -496,8 +500,7 @@ def _block_text(raw: str) -> str:
     """Lines of a block joined by newlines, whitespace normalised (hyphen breaks resolved later)."""
     if "  " in raw or "\t" in raw or "\xa0" in raw:
         raw = _SPACES.sub(" ", raw)
-    lines = [ln.strip() for ln in raw.split("\n")]
-    return "\n".join(ln for ln in lines if ln)
+    return "\n".join([ln for ln in map(str.strip, raw.split("\n")) if ln])
 
 
 def _margin_key(text: str) -> str:
