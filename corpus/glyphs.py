@@ -50,10 +50,18 @@ _CJK_PROSE = re.compile(f"(?![\ud400-\ud7ff])[{CJK_CLASS}]")
 _ANY = re.compile(f"[{BAD_GLYPH_CLASS}{CJK_CLASS}]")
 _LETTER = re.compile(r"[^\W\d_]")
 _TRUNCATED_MATH = re.compile("[\ud400-\ud7ff]")
-# a run of removed characters with the blanks around it (blanks between them included)
-_RUN_BAD = re.compile(f"([ \\t]*)[{BAD_GLYPH_CLASS}](?:[ \\t]*[{BAD_GLYPH_CLASS}])*([ \\t]*)")
-_RUN_ANY = re.compile(
-    f"([ \\t]*)[{BAD_GLYPH_CLASS}{CJK_CLASS}](?:[ \\t]*[{BAD_GLYPH_CLASS}{CJK_CLASS}])*([ \\t]*)")
+
+
+def _run(chars: str) -> re.Pattern[str]:
+    """A run of removed characters (a class without brackets) with the blanks around it (blanks
+    between them included): ``[ \\t]*X(?:[ \\t]*X)*[ \\t]*``, written to start with one character
+    class, which the regex engine skips ahead by (a leading ``[ \\t]*`` is tried at every position):
+    a blank, then more blanks and a removed character, or a removed character."""
+    return re.compile(f"[ \\t{chars}](?:(?<=[ \\t])[ \\t]*[{chars}]|(?<=[{chars}]))(?:[ \\t]*[{chars}])*[ \\t]*")
+
+
+_RUN_BAD = _run(BAD_GLYPH_CLASS)
+_RUN_ANY = _run(BAD_GLYPH_CLASS + CJK_CLASS)
 _EMPTIED_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 
 
@@ -81,7 +89,7 @@ def _one_blank(m: re.Match[str]) -> str:
     s, a, b = m.string, m.start(), m.end()
     if a == 0 or b == len(s) or s[a - 1] == "\n" or s[b] == "\n":
         return ""
-    return " " if m.group(1) or m.group(2) else ""
+    return " " if s[a] in " \t" or s[b - 1] in " \t" else ""  # a blank before or after the run
 
 
 def fix_glyphs(text: str, cjk: bool | None = None) -> GlyphFix:

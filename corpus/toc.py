@@ -23,7 +23,9 @@ MAX_TITLE_WORDS = 15
 
 # four or more leader dots (spaced or not), or two or more ellipsis characters, then a page number
 _HEADING = re.compile(r"\s*(?:#+\s*)?(?:table\s+of\s+)?contents\s*", re.IGNORECASE)
-_DOT_RUN = re.compile(r"[.·∙](?:[ \t]*[.·∙]){3}|…[ \t]*…")  # the cheap first look: no run, no leader
+# the cheap first look (no run, no leader): four leader dots or two ellipses, written to start with
+# one character class, which the regex engine skips ahead by (alternatives are tried at every position)
+_DOT_RUN = re.compile(r"[.·∙…](?:(?<=[.·∙])(?:[ \t]*[.·∙]){3}|(?<=…)[ \t]*…)")
 _ENTRY_END = re.compile(r"(?:(?:[.·∙][ \t]*){4,}|(?:…[ \t]*){2,})(?:\d{1,4}|[ivxlcdm]{1,7}|[IVXLCDM]{1,7})(?!\w)")
 
 

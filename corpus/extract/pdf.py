@@ -386,30 +386,35 @@ def _visual_lines(spans: Sequence[tuple[str, _Box | None]], scripts: str = "mark
     cur: list[tuple[str, _Box | None]] = []
     y0 = y1 = bh = hmin = hmax = 0.0
     nbox = 0
-    for text, box in spans:
+    for span in spans:
+        box = span[1]
         if box is not None:
-            h = box[3] - box[1]
+            top, bottom = box[1], box[3]
+            h = bottom - top
             if nbox:
-                cy = (box[1] + box[3]) * 0.5
-                if (cy < y0 or cy > y1) and not (
-                    bh < _SCRIPT_HEIGHT * h and box[1] <= (y0 + y1) * 0.5 <= box[3]
-                ):
+                cy = (top + bottom) * 0.5
+                if (cy < y0 or cy > y1) and not (bh < _SCRIPT_HEIGHT * h and top <= (y0 + y1) * 0.5 <= bottom):
                     line, raised = _line_text(cur, nbox, hmin, hmax, scripts)
                     first_raised = first_raised or (raised and not out)
                     out.append(line)
                     cur = []
                     nbox = 0
             if not nbox:
-                y0, y1, bh, hmin, hmax = box[1], box[3], h, h, h
+                y0, y1, bh, hmin, hmax = top, bottom, h, h, h
             else:
-                if h >= _SCRIPT_HEIGHT * bh:
-                    y0, y1, bh = min(y0, box[1]), max(y1, box[3]), max(bh, h)
+                if h >= _SCRIPT_HEIGHT * bh:  # the band grows (min and max written out: this loop is hot)
+                    if top < y0:
+                        y0 = top
+                    if bottom > y1:
+                        y1 = bottom
+                    if h > bh:
+                        bh = h
                 if h < hmin:
                     hmin = h
                 elif h > hmax:
                     hmax = h
             nbox += 1
-        cur.append((text, box))
+        cur.append(span)
     if cur:
         line, raised = _line_text(cur, nbox, hmin, hmax, scripts)
         first_raised = first_raised or (raised and not out)
@@ -421,7 +426,7 @@ def _line_text(line: list[tuple[str, _Box | None]], nbox: int, hmin: float, hmax
     """One visual line's text and whether it starts with a superscript; ``nbox`` spans have a box,
     of heights ``hmin``..``hmax``."""
     if nbox < 2:
-        return "".join(t for t, _ in line), False
+        return (line[0][0] if len(line) == 1 else "".join([t for t, _ in line])), False
     if hmin > _SCRIPT_HEIGHT * hmax:  # one size throughout: no scripts, only gaps to check
         gap = _WORD_GAP * hmax
         parts: list[str] = []
@@ -440,14 +445,19 @@ def _mark_scripts(line: list[tuple[str, _Box | None]], scripts: str) -> tuple[st
     """One visual line's text, and whether it starts with a superscript."""
     # the main size: the box height that carries most characters (ties: the taller)
     weight: dict[float, int] = {}
+    first: dict[float, _Box] = {}  # the first span of each size
     for t, b in line:
         if b is not None:
             k = round(b[3] - b[1], 1)
-            weight[k] = weight.get(k, 0) + len(t.strip())
+            if k in weight:
+                weight[k] += len(t.strip())
+            else:
+                weight[k], first[k] = len(t.strip()), b
     size = max(weight, key=lambda k: (weight[k], k))
-    main = next(b for _, b in line if b is not None and round(b[3] - b[1], 1) == size)
+    main = first[size]
     H = main[3] - main[1]
     cy_main = (main[1] + main[3]) / 2
+    gap, script_h, script_shift, kern = _WORD_GAP * H, _SCRIPT_HEIGHT * H, _SCRIPT_SHIFT * H, _KERN_OVERLAP * H
     out: list[str] = []
     base_x1 = None  # right edge of the last full-size span
     prev_kind = ""
@@ -456,13 +466,13 @@ def _mark_scripts(line: list[tuple[str, _Box | None]], scripts: str) -> tuple[st
     for text, box in line:
         kind = ""
         if box is not None:
-            if prev_x1 is not None and box[0] - prev_x1 > _WORD_GAP * H and not text[:1].isspace() and out and not out[-1][-1:].isspace():
+            if prev_x1 is not None and box[0] - prev_x1 > gap and not text[:1].isspace() and out and not out[-1][-1:].isspace():
                 text = " " + text
             prev_x1 = box[2]
             h = box[3] - box[1]
             shift = (box[1] + box[3]) / 2 - cy_main
-            if h <= _SCRIPT_HEIGHT * H and abs(shift) >= _SCRIPT_SHIFT * H and text.strip():
-                if base_x1 is None or box[0] >= base_x1 - _KERN_OVERLAP * H:
+            if h <= script_h and abs(shift) >= script_shift and text.strip():
+                if base_x1 is None or box[0] >= base_x1 - kern:
                     kind = "_" if shift > 0 else "^"
             if not kind:
                 base_x1 = box[2]
@@ -490,8 +500,7 @@ def _block_text(raw: str) -> str:
     """Lines of a block joined by newlines, whitespace normalised (hyphen breaks resolved later)."""
     if "  " in raw or "\t" in raw or "\xa0" in raw:
         raw = _SPACES.sub(" ", raw)
-    lines = [ln.strip() for ln in raw.split("\n")]
-    return "\n".join(ln for ln in lines if ln)
+    return "\n".join([ln for ln in map(str.strip, raw.split("\n")) if ln])
 
 
 def _margin_key(text: str) -> str:
@@ -521,7 +530,8 @@ def _read_page(page: pymupdf.Page, scripts: str = "mark", figures: bool = True) 
     and figure captions are marked."""
     # text coordinates are those of the unrotated page, origin at the cropbox's top left: a landscape
     # (/Rotate 90) page keeps its running head at the top of the cropbox, not of page.rect
-    w, h = max(page.cropbox.width, 1.0), max(page.cropbox.height, 1.0)
+    box = page.cropbox  # computed anew on each access
+    w, h = max(box.width, 1.0), max(box.height, 1.0)
     tp = page.get_textpage(flags=_TEXT_FLAGS)
     words = _span_words(tp.extractWORDS())
     blocks: list[_Block] = []
@@ -583,9 +593,10 @@ def _block_spans(raw: str, words: tuple[dict, dict], index: int, scripts: str) -
     pairs: list[tuple[str, _Box | None]] = []
     size = 0.0
     longest = 0
+    first_of = first.get
     for i, text in enumerate(spans):
         key = (index, i)
-        f = first.get(key)
+        f = first_of(key)
         if f is None:
             if text and not text.isspace():
                 return raw, 0.0, False
@@ -625,9 +636,12 @@ def _strip_margins(pages: list[_RawPage], cfg: PdfExtractConfig) -> None:
         band = cfg.margin_fraction * p.height
         found = []
         for bi, b in enumerate(p.blocks):
-            lines = b.text.split("\n")
             top, bottom = b.y0 <= band, b.y1 >= p.height - band
-            if b.y1 <= band or b.y0 >= p.height - band:  # the whole block is in a band
+            inside = b.y1 <= band or b.y0 >= p.height - band
+            if not (top or bottom or inside):  # clear of both bands
+                continue
+            lines = b.text.split("\n")
+            if inside:  # the whole block is in a band
                 found += [(bi, li, "top" if top else "bottom", ln, True) for li, ln in enumerate(lines)]
             elif len(lines) >= 2:  # only a short first or last line: a full one is running text
                 short = _HEAD_LINE * max(len(ln) for ln in lines)
@@ -760,15 +774,12 @@ def _dehyphenate(texts: list[str]) -> list[str]:
     """
     if not any("-\n" in t for t in texts):
         return texts
-    words: set[str] = set()
+    words = {tok.strip(_PUNCT) for tok in set("\n".join(texts).lower().split())}
     compounds: set[tuple[str, str]] = set()
-    for t in texts:
-        for tok in t.lower().split():
-            tok = tok.strip(_PUNCT)
-            words.add(tok)
-            if "-" in tok:
-                parts = tok.split("-")
-                compounds.update(zip(parts, parts[1:]))
+    for tok in words:
+        if "-" in tok:
+            parts = tok.split("-")
+            compounds.update(zip(parts, parts[1:]))
 
     def decide(left: str, right: str) -> bool:
         """True: join without the hyphen."""
@@ -806,8 +817,8 @@ _YEAR = r"(?:1[89]|20)\d{2}[a-z]?"
 _LOCATOR = r"(?:\s*,\s*(?:Eqs?|Sects?|Section|Figs?|Table|Tab|Chapter|Ch|App|p|pp)\.?\s*[\w.\-\u2013]+)?"
 _CITATION = _AUTHORS + r",?\s+" + _YEAR + r"(?:\s*,\s*" + _YEAR + r")*" + _LOCATOR
 _CITE_PREFIX = r"(?:(?:e\.\s?g\.?|i\.\s?e\.|see(?:\s+also)?|cf\.)\s*,?\s*)?"
-_PARENTHETICAL = re.compile(
-    r"[ \t]?\(" + _CITE_PREFIX + _CITATION + r"(?:\s*[;,]\s*" + _CITE_PREFIX + _CITATION + r")*\s*\)"
+_PARENTHETICAL = re.compile(  # "(?: \(|\t\(|\()" is "[ \t]?\(" with literal first characters, which the engine skips ahead by
+    r"(?: \(|\t\(|\()" + _CITE_PREFIX + _CITATION + r"(?:\s*[;,]\s*" + _CITE_PREFIX + _CITATION + r")*\s*\)"
 )
 
 
@@ -939,14 +950,18 @@ def extract_pdf(
     return PdfResult(label, n_pages, out, metadata, first_line, stamp)
 
 
+_PAGE_END_HYPHEN = re.compile(r"[^\W\d_]-$")
+_PAGE_START_WORD = re.compile(r"[a-zß-ÿ][^\W\d_]*[.,;:]?")
+
+
 def _join_page_hyphens(texts: list[str], numbers: list[int]) -> None:
     """A word hyphenated across a page break moves whole onto the earlier page (offsets stay per page)."""
     for i in range(len(texts) - 1):
         if numbers[i + 1] != numbers[i] + 1:
             continue
         a, b = texts[i], texts[i + 1]
-        m = re.search(r"[^\W\d_]-$", a)
-        n = re.match(r"[a-zß-ÿ][^\W\d_]*[.,;:]?", b)
+        m = _PAGE_END_HYPHEN.search(a[-3:])  # the end alone: a search of the whole page costs per letter
+        n = _PAGE_START_WORD.match(b)
         if m and n:
             texts[i] = a + "\n" + n.group(0)  # becomes "-\n" + fragment: dehyphenated like a line break
             texts[i + 1] = b[n.end() :].lstrip()
