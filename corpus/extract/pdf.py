@@ -760,7 +760,7 @@ def _outer_numbered_lines(p: _RawPage, found: list[tuple[int, int, str, str, boo
 
 
 _PUNCT = "\"'“”‘’`.,;:!?()[]{}<>«»–—/*"
-_TRAILING_WORD = re.compile(r"[^\W\d_]+$")
+_TRAILING_WORD = re.compile(r"(?<![^\W\d_])[^\W\d_]+$")  # tried at the start of each letter run only
 _LEADING_WORD = re.compile(r"[^\W\d_]+")
 
 
