@@ -286,17 +286,16 @@ def test_visual_lines_from_span_boxes():
 
 
 def test_block_keeps_mupdf_line_breaks_when_words_do_not_match_its_spans():
-    from corpus.extract.pdf import _block_spans
+    from corpus.extract.pdf import _block_spans, _span_words
 
     raw = "f\norb\n = 1\n"
-    row = lambda x0, y0, x1, y1, w, line: (x0, y0, x1, y1, w, 0, line, 0)  # noqa: E731
-    rows = [row(0, 100, 5, 110, "f", 0), row(5, 104, 17, 111, "orb", 1), row(20, 100, 40, 110, "=", 2)]
-    last = {(r[5], r[6]): r for r in rows + [row(30, 100, 40, 110, "1", 2)]}
-    first = {(r[5], r[6]): r for r in rows}
-    assert _block_spans(raw, (first, last), 0, "mark")[0] == "f_orb = 1"
+    row = lambda x0, y0, x1, y1, w, line, no=0: (x0, y0, x1, y1, w, 0, line, no)  # noqa: E731
+    rows = [row(0, 100, 5, 110, "f", 0), row(5, 104, 17, 111, "orb", 1), row(20, 100, 40, 110, "=", 2),
+            row(30, 100, 40, 110, "1", 2, 1)]
+    assert _block_spans(raw, _span_words(rows), 0, "mark")[0] == "f_orb = 1"
     # another block's words (a line clipped away, a different numbering): no geometry is guessed
-    other = {(0, 1): row(5, 104, 17, 111, "xyz", 1)}
-    assert _block_spans(raw, ({**first, **other}, {**last, **other}), 0, "mark") == (raw, 0.0, False)
+    rows[1] = row(5, 104, 17, 111, "xyz", 1)
+    assert _block_spans(raw, _span_words(rows), 0, "mark") == (raw, 0.0, False)
 
 
 def test_footnotes_come_after_the_page_text(fixtures, extracted):

@@ -40,6 +40,7 @@ Pure per-item logic: nothing here knows about datasets, executors or progress ba
 
 from __future__ import annotations
 
+import operator
 import re
 import signal
 import threading
@@ -569,46 +570,51 @@ def _read_page(page: pymupdf.Page, scripts: str = "mark", figures: bool = True) 
     return raw
 
 
-def _span_words(words: list[tuple]) -> tuple[dict, dict]:
-    """extractWORDS rows keyed by (text block, span line): the line's first row and its last row."""
-    last = {(r[5], r[6]): r for r in words}
-    first = {(r[5], r[6]): r for r in reversed(words)}
-    return first, last
+_LINE_KEY = operator.itemgetter(5, 6)  # an extractWORDS row's (text block, line)
 
 
-def _block_spans(raw: str, words: tuple[dict, dict], index: int, scripts: str) -> tuple[str, float, bool]:
+def _span_words(words: list[tuple]) -> tuple[list[tuple], dict[tuple[int, int], int]]:
+    """extractWORDS rows, and the index of the last row of each (text block, span line). The line's
+    first row is ``word_no`` rows before its last: a line's words are consecutive rows numbered from 0."""
+    return words, dict(zip(map(_LINE_KEY, words), range(len(words))))
+
+
+def _block_spans(raw: str, words: tuple[list[tuple], dict], index: int, scripts: str) -> tuple[str, float, bool]:
     """A text block's text as visual lines, its spans' boxes taken from the words of the ``index``-th
-    text block (extractWORDS numbers text blocks only). A span's box runs from its first word's left
-    edge to its last word's right edge (the words of a span share font, size and baseline). Where the
-    words do not match the block's span lines (a line clipped away, another numbering), the block
-    keeps MuPDF's line breaks. Also returns the height of the longest span's box (0 if unknown) and
-    whether the block starts with a superscript."""
+    text block (extractWORDS numbers text blocks only; ``words`` as :func:`_span_words` gives them).
+    A span's box runs from its first word's left edge to its last word's right edge (the words of a
+    span share font, size and baseline). Where the words do not match the block's span lines (a line
+    clipped away, another numbering), the block keeps MuPDF's line breaks. Also returns the height of
+    the longest span's box (0 if unknown) and whether the block starts with a superscript."""
     spans = raw.split("\n")
     if spans and spans[-1] == "":
         spans.pop()
-    first, last = words
+    rows, last_row = words
     if len(spans) < 2:
-        f = first.get((index, 0))
-        return raw, (f[3] - f[1] if f is not None else 0.0), False
+        j = last_row.get((index, 0))
+        if j is None:
+            return raw, 0.0, False
+        f = rows[j - rows[j][7]]
+        return raw, f[3] - f[1], False
     pairs: list[tuple[str, _Box | None]] = []
     size = 0.0
     longest = 0
-    first_of = first.get
+    last_of = last_row.get
     for i, text in enumerate(spans):
-        key = (index, i)
-        f = first_of(key)
-        if f is None:
+        j = last_of((index, i))
+        if j is None:
             if text and not text.isspace():
                 return raw, 0.0, False
             pairs.append((text, None))
             continue
-        lw = last[key]
+        lw = rows[j]
+        f = rows[j - lw[7]]
         if f[4] not in text or lw[4] not in text:
             return raw, 0.0, False
         pairs.append((text, (f[0], f[1], lw[2], f[3])))
         if len(text) > longest:
             longest, size = len(text), f[3] - f[1]
-    if (index, len(spans)) in first:
+    if (index, len(spans)) in last_row:
         return raw, 0.0, False
     text, marked = _visual_lines(pairs, scripts)
     return text, size, marked
@@ -760,7 +766,7 @@ def _outer_numbered_lines(p: _RawPage, found: list[tuple[int, int, str, str, boo
 
 
 _PUNCT = "\"'“”‘’`.,;:!?()[]{}<>«»–—/*"
-_TRAILING_WORD = re.compile(r"[^\W\d_]+$")
+_TRAILING_WORD = re.compile(r"(?<![^\W\d_])[^\W\d_]+$")  # tried at the start of each letter run only
 _LEADING_WORD = re.compile(r"[^\W\d_]+")
 
 
