@@ -30,7 +30,6 @@ from corpus.curate.clean import CleanConfig, clean_text, drop_until_next_section
 from corpus.curate.decontaminate import SourceExclusion, front_matter, load_index, load_questions
 from corpus.glyphs import is_cjk
 from corpus.curate.dedup import cluster, exact_dedup, summary
-from corpus.run.stage import EmptyOutputError
 from corpus.curate.filters import (
     HeuristicConfig,
     LanguageConfig,
@@ -43,7 +42,7 @@ from corpus.curate.quality import QualityClassifier, QualityParams, train_from_p
 from corpus.curate.text import content_hash_of_words, words
 from corpus.pages import join_texts
 from corpus.run.progress import progress
-from corpus.run.stage import OUT, Stage, StageConfig, path_field, register_stage, writers_of
+from corpus.run.stage import OUT, EmptyOutputError, Stage, StageConfig, path_field, register_stage, writers_of
 from corpus.run.progress import note
 from schemas import DECISION, DOCUMENT, PAPER, TableWriter, count_rows, iter_batches, iter_row_range, iter_rows
 

@@ -25,9 +25,9 @@ from typing import Literal
 from datatrove.pipeline.base import PipelineStep
 from pydantic import BaseModel, ConfigDict, Field
 
+from corpus.files import write_json_atomic
 from corpus.run.progress import progress
 from corpus.run.stage import Stage
-from corpus.files import write_json_atomic
 from corpus.run.workdir import StepDirs, StepReads, hash_reads, step_identity
 from schemas import TableWriter, iter_batches
 
@@ -164,8 +164,7 @@ def merge_parts(stage: Stage, dirs: StepDirs, tasks: int) -> dict:
             stats.update(json.loads(dirs.stats(rank).read_text()))
         stats.update(stage.finish(dict(stats)) or {})
     except BaseException:
-        for rel in stage.outputs():
-            (out_dir / rel).unlink(missing_ok=True)
+        dirs.remove_outputs()
         raise
     stats = dict(sorted(stats.items()))
     dirs.finish(stats)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -30,7 +31,7 @@ from corpus.run.manifest import (
 )
 from corpus.run.stage import Stage, absolutize, get_stage
 from corpus.run.progress import note
-from corpus.run.workdir import hash_reads, missing_read_message, run_lock, step_identity
+from corpus.run.workdir import StepDirs, hash_reads, missing_read_message, run_lock, step_identity
 
 
 class Step(BaseModel):
@@ -128,34 +129,27 @@ def _run(recipe: Recipe, stages: list[Stage], out: Path, start: str, argv: list[
         return manifest
 
     if recipe.executor.kind == "slurm":
-        submit_slurm(stages, step_inputs, recipe.executor, lambda: finish(*_from_done(out, stages, step_inputs)))
+        def from_done(index: int, stage: Stage, reads) -> tuple[dict, dict[str, str]]:
+            dirs = StepDirs(out, index, stage)  # the last job reads back what each step's jobs recorded
+            return json.loads(dirs.done.read_text())["stats"], dirs.finished_outputs()
+
+        submit_slurm(stages, step_inputs, recipe.executor, lambda: finish(*_steps(stages, step_inputs, from_done)))
         return None
+    return finish(*_steps(stages, step_inputs, lambda index, stage, reads: run_step(stage, index, recipe.executor, reads)))
+
+
+def _steps(stages: list[Stage], step_inputs: list[list[str]], result: Callable) -> tuple:
+    """Each step's reads hashed in order, then ``result(index, stage, reads) -> (stats, output hashes)``
+    (run it, or read back what it recorded); returns the manifest's stats, step records, inputs and
+    output hashes."""
     stats, records, inputs, hashes = {}, [], {}, {}
     for index, (stage, files) in enumerate(zip(stages, step_inputs)):
         reads = hash_reads(stage, files, hashes)
         inputs.update((e.path, e) for e in reads.inputs)
-        stats[f"{index:02d}-{stage.name}"], outputs = run_step(stage, index, recipe.executor, reads)
+        stats[f"{index:02d}-{stage.name}"], outputs = result(index, stage, reads)
         hashes.update(outputs)
-        records.append(_record(stage, reads))
-    return finish(stats, records, sorted(inputs.values(), key=lambda e: e.path), hashes)
-
-
-def _record(stage: Stage, reads) -> dict:
-    return {"identity": step_identity(stage, reads), "reads": reads.run_files, "input_sources": stage.input_files()}
-
-
-def _from_done(out: Path, stages: list[Stage], step_inputs: list[list[str]]):
-    """Slurm: the manifest's parts, read back from the steps' done markers by the last job."""
-    from corpus.run.workdir import StepDirs
-
-    stats, records, inputs, hashes = {}, [], {}, {}
-    for i, (stage, files) in enumerate(zip(stages, step_inputs)):
-        dirs = StepDirs(out, i, stage)
-        stats[f"{i:02d}-{stage.name}"] = json.loads(dirs.done.read_text())["stats"]
-        reads = hash_reads(stage, files, hashes)
-        inputs.update((e.path, e) for e in reads.inputs)
-        hashes.update(dirs.finished_outputs())
-        records.append(_record(stage, reads))
+        records.append({"identity": step_identity(stage, reads), "reads": reads.run_files,
+                        "input_sources": stage.input_files()})
     return stats, records, sorted(inputs.values(), key=lambda e: e.path), hashes
 
 
@@ -175,15 +169,12 @@ def add_step(out_dir: str | os.PathLike, step: Step, executor: ExecutorConfig) -
         return Recipe(steps=[*steps, step], executor=executor)
     i = names.index(step.stage)
     kept = [*steps[:i], step]
-    dropped = list(enumerate(steps))[i + 1:]
+    dropped = steps[i + 1:]
     if dropped:
         keep = {o for s in build_stages(Recipe(steps=kept), out) for o in s.outputs()}
-        for index, s in dropped:
-            stage = get_stage(s.stage)(absolutize(get_stage(s.stage).config_class(**s.config))).bind(out)
-            for rel in set(stage.outputs()) - keep:
-                (out / rel).unlink(missing_ok=True)
-            shutil.rmtree(out / "_work" / f"{index:02d}-{s.stage}", ignore_errors=True)
-        note(f"{', '.join(s.stage for _, s in dropped)} dropped from {path} and their outputs removed: "
+        for index, stage in enumerate(build_stages(Recipe(steps=dropped), out), start=i + 1):
+            StepDirs(out, index, stage).reset(None, keep=keep)
+        note(f"{', '.join(s.stage for s in dropped)} dropped from {path} and their outputs removed: "
              f"they were made from an earlier {step.stage}; run them again")
     return Recipe(steps=kept, executor=executor)
 

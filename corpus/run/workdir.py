@@ -141,12 +141,16 @@ class StepDirs:
         """sha256 of every output of a done step, as recorded when it finished."""
         return json.loads(self.done.read_text())["outputs"]
 
-    def reset(self, why: str | None) -> None:
-        """Remove this step's work and outputs (the step is redone)."""
+    def reset(self, why: str | None, keep: set[str] = frozenset()) -> None:
+        """Remove this step's work and outputs (the step is redone); ``keep``: outputs another step
+        of the chain writes too."""
         if why:
             note(f"step {self.stage.name}: {why}; redoing it")
         shutil.rmtree(self.root, ignore_errors=True)
-        for rel in self.stage.outputs():
+        self.remove_outputs(keep)
+
+    def remove_outputs(self, keep: set[str] = frozenset()) -> None:
+        for rel in set(self.stage.outputs()) - keep:
             (self.stage.out_dir / rel).unlink(missing_ok=True)
 
     def finish(self, stats: dict) -> None:
