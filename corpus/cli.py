@@ -61,7 +61,8 @@ def _field_type(annotation):
 def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel], prefix: str = "") -> None:
     """One ``--option`` per field of a pydantic model, with the field's description as help."""
     for name, field in model.model_fields.items():
-        flag = "--" + (prefix + name).replace("_", "-")
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        flag = "--" + (prefix + extra.get("flag", name)).replace("_", "-")
         typ, choices, is_list = _field_type(field.annotation)
         if typ is None:
             continue
@@ -71,8 +72,9 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel], p
         if typ is bool:
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            parser.add_argument(
+            parser.add_argument(  # a list option takes several values, or is repeated (--endpoint A --endpoint B)
                 flag, dest=dest, type=typ, choices=choices, nargs="+" if is_list else None, default=None,
+                action="extend" if is_list else "store",
                 help=help_text, metavar=name.upper() if choices is None else None,
             )
 

@@ -131,58 +131,73 @@ OCR_PAGE = _table(
 )
 
 CHUNK = _table(
-    "chunk", 1, "A window of a document's text for Q&A generation.",
+    "chunk", 2, "A window of a document's text for Q&A generation, with what a stand-alone pair needs of its paper.",
     ["chunk_id"],
     [
         ("chunk_id", S, False, "'<paper_id>#<index>'"),
         ("paper_id", S, False, "the paper"),
-        ("index", pa.int32(), False, "position of the chunk within the paper"),
+        ("index", pa.int32(), False, "position of the chunk within the paper (0-based)"),
         ("start", pa.int64(), False, "character offset into the document text"),
         ("end", pa.int64(), False, "end offset (exclusive)"),
-        ("text", S, False, "the chunk's text"),
+        ("text", S, False, "the chunk's text (document text[start:end])"),
+        ("section", S, True, "heading of the section the chunk starts in, when the text has headings"),
+        ("title", S, True, "the paper's title (Unicode)"),
+        ("first_author", S, True, "first author's surname in Unicode (arXiv's LaTeX accents converted: Bal\\'azs -> Balázs)"),
+        ("year", pa.int16(), True, "year of the paper's first version"),
     ],
 )
 
 QA_PAIR = _table(
-    "qa_pair", 1, "A question-answer pair generated from one chunk.",
+    "qa_pair", 2, "A question-answer pair generated from one chunk by an LLM, or made from metadata by a template; "
+    "a reply that gave no pair is a row with the raw reply and the error.",
     ["pair_id"],
     [
-        ("pair_id", S, False, "'<chunk_id>/<n>'"),
-        ("chunk_id", S, False, "the chunk it came from"),
+        ("pair_id", S, False, "'<chunk_id>/<n>' (llm; n from 0, an error row has n = 0), '<paper_id>/meta/<field>' (template)"),
+        ("chunk_id", S, True, "the chunk it came from (null for template pairs)"),
         ("paper_id", S, False, "the paper"),
+        ("kind", S, False, "'llm' (generated, to be graded) or 'template' (made from metadata without a model, not graded)"),
+        ("question_type", S, True, "factual, conceptual, quantitative, methods (llm); title, first_author, year, arxiv_id (template)"),
         ("question", S, True, "question (null when the reply could not be parsed)"),
-        ("answer", S, True, "answer"),
-        ("model", S, False, "generator model id"),
-        ("prompt_sha256", S, False, "sha256 of the full prompt sent"),
-        ("raw", S, False, "the raw reply, kept for replay and audit"),
-        ("error", S, True, "why the reply gave no pair"),
+        ("answer", S, True, "answer (null when the reply could not be parsed)"),
+        ("model", S, False, "generator model id ('template' for template pairs)"),
+        ("template", S, False, "prompt or pair template and its version, e.g. 'generate@1', 'metadata@1'"),
+        ("request_key", S, True, "the request's key in the item store (sha256 of model, template, prompt, parameters); null for template pairs"),
+        ("raw", S, True, "the raw reply, kept for replay and audit (null for template pairs)"),
+        ("error", S, True, "why the reply gave no pair (null when it did)"),
+        ("prompt_tokens", pa.int32(), True, "prompt tokens of the request (shared by the pairs of one request: sum over distinct request_key)"),
+        ("completion_tokens", pa.int32(), True, "completion tokens of the request (shared likewise)"),
     ],
 )
 
 GRADE = _table(
-    "grade", 1, "A grade of one Q&A pair by a grader model (1-5 per criterion).",
+    "grade", 2, "A grade of one Q&A pair by a grader model (1-5 per criterion); an unparseable reply is a row with its error.",
     ["pair_id", "model"],
     [
         ("pair_id", S, False, "the pair graded"),
         ("model", S, False, "grader model id"),
-        ("correctness", pa.int8(), True, "1-5"),
-        ("standalone", pa.int8(), True, "1-5"),
-        ("pertinence", pa.int8(), True, "1-5"),
-        ("overall", pa.int8(), True, "1-5"),
+        ("template", S, False, "grading prompt template and its version, e.g. 'grade@1'"),
+        ("correctness", pa.int8(), True, "1-5: is the answer right, given the source chunk"),
+        ("standalone", pa.int8(), True, "1-5: does the pair make sense without the paper"),
+        ("pertinence", pa.int8(), True, "1-5: is it about the field's science"),
+        ("overall", pa.int8(), True, "1-5: overall quality"),
+        ("request_key", S, False, "the request's key in the item store"),
         ("raw", S, False, "the raw reply"),
-        ("error", S, True, "why the reply could not be parsed"),
+        ("error", S, True, "why the reply could not be parsed (null when it could)"),
+        ("prompt_tokens", pa.int32(), True, "prompt tokens of the request"),
+        ("completion_tokens", pa.int32(), True, "completion tokens of the request"),
     ],
 )
 
 MESSAGE = pa.struct([pa.field("role", S, nullable=False), pa.field("content", S, nullable=False)])
 
 SFT_EXAMPLE = _table(
-    "sft_example", 1, "A chat example for supervised fine-tuning.",
+    "sft_example", 2, "A chat example for supervised fine-tuning (TRL's SFTTrainer takes `messages` as is).",
     ["example_id"],
     [
-        ("example_id", S, False, "unique id"),
-        ("pair_id", S, True, "the Q&A pair it came from, if any"),
-        ("messages", pa.list_(MESSAGE), False, "chat messages"),
+        ("example_id", S, False, "unique id: the pair id, or 'general/<n>' for a mixed-in general example"),
+        ("pair_id", S, True, "the Q&A pair it came from (null for a general example)"),
+        ("source", S, False, "'llm' or 'template' (a Q&A pair's kind), or 'general' (mixed in from an instruction dataset)"),
+        ("messages", pa.list_(MESSAGE), False, "chat messages (role, content), user then assistant"),
     ],
 )
 

@@ -313,6 +313,7 @@ def run_step(stage: Stage, index: int, config: ExecutorConfig, reads: StepReads)
     if done is not None:
         return done, dirs.finished_outputs()
     prepare_once(stage, dirs)
+    stage.begin()
     if config.workers == 1 and config.kind == "local":
         # in process: no pool, but the same shards and part files
         for rank in range(config.tasks):
@@ -363,6 +364,7 @@ def open_and_prepare(stage: Stage, dirs: StepDirs, inputs: list[str], tasks: int
     exists), keep or reset its work, and run ``prepare`` unless the step is already done."""
     if dirs.open(step_identity(stage, hash_reads(stage, inputs, {})), tasks) is None:
         prepare_once(stage, dirs)
+        stage.begin()
 
 
 def submit_slurm(stages: list[Stage], inputs: list[list[str]], config: ExecutorConfig, finish: Callable[[], object]) -> None:

@@ -185,6 +185,12 @@ class Stage(ABC):
         the run's stats.
         """
 
+    def begin(self) -> None:
+        """Runs in the driving process each time the step is started or resumed (after :meth:`prepare`,
+        never when its finished outputs are reused): for what belongs to this invocation, not to the
+        step, such as a cost estimate shown before any model is called or this invocation's request
+        budget (written into ``self.work_dir`` for the shards to read)."""
+
     @abstractmethod
     def plan(self) -> list[Any]:
         """The work items, in a deterministic order. Called in every task, so keep it cheap."""
