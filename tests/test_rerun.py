@@ -255,3 +255,15 @@ def test_nougat_runtime_settings_are_how_its_generation_settings_are_what():
     base = what(device="cpu", batch_size=2, max_new_tokens=40)
     assert what(device="cuda", batch_size=32, max_new_tokens=40, render_workers=4, window=8) == base
     assert what(device="cpu", batch_size=2, max_new_tokens=80) != base
+
+
+def test_begin_runs_each_time_a_step_is_started_or_resumed_never_when_reused(texts, tmp_path, monkeypatch):
+    begins = tmp_path / "begins.txt"
+    monkeypatch.setenv("TOY_BEGINS", str(begins))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_recipe(chain(texts, crash_on="f005.txt"), tmp_path / "out")
+    assert begins.read_text().split() == ["wordcount"]
+    run_recipe(chain(texts, crash_on="f005.txt"), tmp_path / "out")  # resumed: begin again (a new invocation)
+    assert begins.read_text().split() == ["wordcount", "wordcount"]
+    run_recipe(chain(texts, crash_on="f005.txt"), tmp_path / "out")  # reused: no begin
+    assert begins.read_text().split() == ["wordcount", "wordcount"]

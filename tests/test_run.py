@@ -165,3 +165,25 @@ def test_changing_the_shard_count_after_a_crash_starts_the_step_afresh(texts, tm
     assert len(calls.read_text().split()) - before == 23
     clean = run_recipe(recipe(texts, tasks=3), tmp_path / "clean")
     assert m.outputs[0].sha256 == clean.outputs[0].sha256
+
+
+def test_list_options_repeat_or_take_several_values_and_flags_can_be_renamed():
+    import argparse
+
+    from pydantic import BaseModel
+
+    from corpus.cli import add_model_options, model_values
+    from corpus.run.stage import how_field
+
+    class Options(BaseModel):
+        endpoints: list[str] = how_field([], "base URLs", json_schema_extra={"flag": "endpoint"})
+        questions: list[str] = []
+
+    parser = argparse.ArgumentParser()
+    add_model_options(parser, Options)
+    args = parser.parse_args(["--endpoint", "http://a/v1", "--endpoint", "http://b/v1", "http://c/v1",
+                              "--questions", "q1.json", "q2.json"])
+    assert model_values(args, Options) == {"endpoints": ["http://a/v1", "http://b/v1", "http://c/v1"],
+                                           "questions": ["q1.json", "q2.json"]}
+    with pytest.raises(SystemExit):  # the field's own name is not an option once renamed
+        parser.parse_args(["--endpoints", "http://a/v1"])

@@ -33,6 +33,11 @@ class WordCount(Stage):
     config_class = WordCountConfig
     description = "count the words of each .txt file (a test stage)"
 
+    def begin(self):
+        if "TOY_BEGINS" in os.environ:
+            with Path(os.environ["TOY_BEGINS"]).open("a") as f:
+                f.write(self.name + "\n")
+
     def plan(self):
         return sorted(p.name for p in Path(self.config.folder).glob("*.txt"))
 
