@@ -94,7 +94,8 @@ class OpenAIBackend(Backend):
     ``backoff_s`` / ``max_backoff_s``: the exponential backoff's first ceiling and its cap (also the
     cap on a server's ``Retry-After``). ``structured``: send the request's schema as
     ``response_format`` (off: the prompt alone describes it). ``max_connections``: the connection
-    pool's size (the stage's requests in flight; more would only queue).
+    pool's size: at least the stage's requests in flight, since ``timeout_s`` also runs while a
+    request waits for a free connection.
 
     ``ledger``: ``requests`` counts HTTP requests sent, retries included (so answered calls are
     ``requests - retries``); ``retries`` the re-sends; ``prompt_tokens`` / ``completion_tokens``
@@ -192,6 +193,9 @@ class OpenAIBackend(Backend):
         problem = ""
         where = 0
         for attempt in range(self.max_retries + 1):
+            if attempt and self.fatal is not None:  # refused while this request waited to retry
+                ledger["errors.transient"] += 1
+                raise FatalEndpointError(str(self.fatal))
             where = (turn + attempt) % n
             ledger["requests"] += 1
             if attempt:
