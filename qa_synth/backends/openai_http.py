@@ -24,7 +24,7 @@ What a reply becomes (the module :mod:`qa_synth.backends.base` states the contra
   count, not the wait, is what bounds a request). After ``max_retries`` retries
   :class:`~qa_synth.backends.base.TransientError` names the last endpoint and the last problem.
 - **fatal for the run** (401, 403: the credentials are refused; 404: the base URL or the model name
-  is wrong) -> :class:`FatalEndpointError`, a :class:`TransientError` (nothing stored, a rerun
+  is wrong; OpenAI's 429 ``insufficient_quota``: no credit left, which waiting does not fix) -> :class:`FatalEndpointError`, a :class:`TransientError` (nothing stored, a rerun
   sends the request again), and from then on every call of this backend raises it at once without
   sending anything. These answers are about the configuration, not the request: stored as
   permanent error rows they would turn a whole run into errors that a rerun with the right key or
@@ -210,10 +210,10 @@ class OpenAIBackend(Backend):
                         if reply is not None:
                             return reply
                         problem = f"HTTP {status} with a body that is not a chat completion: {self._clip(raw)!r}"
-                    elif status in FATAL_STATUS:
-                        self.fatal = FatalEndpointError(
-                            f"{self._names[where]} refused the request with HTTP {status}"
-                            f" ({FATAL_HINT.get(status, '')}): {self._server_message(raw)}")
+                    elif status in FATAL_STATUS or (status == 429 and b"insufficient_quota" in raw):
+                        hint = FATAL_HINT.get(status, "the account's quota or credit is spent")
+                        self.fatal = FatalEndpointError(f"{self._names[where]} refused the request with HTTP {status}"
+                                                        f" ({hint}): {self._server_message(raw)}")
                         ledger["errors.transient"] += 1
                         raise self.fatal
                     elif status in TRANSIENT_STATUS or status >= 500:
