@@ -81,7 +81,8 @@ MESSAGE_CHARS = 300
 
 
 class FatalEndpointError(TransientError):
-    """The endpoint refuses every request of this run (401/403: the API key; 404: the URL or the model):
+    """The endpoint refuses every request of this run (401/403: the API key; 404: the URL or the model;
+    429 ``insufficient_quota``: no credit left):
     nothing is stored, the run must stop and be rerun once the configuration is fixed."""
 
 
@@ -163,7 +164,7 @@ class OpenAIBackend(Backend):
             if strict_compatible(parsed):
                 spec["strict"] = True
             value = {"type": "json_schema", "json_schema": spec}
-            if orjson is not None:
+            if orjson is not None and hasattr(orjson, "Fragment"):  # orjson >= 3.9
                 value = orjson.Fragment(orjson.dumps(value))  # serialised once, spliced into every body
             self._formats[(schema, name)] = value
         return value
