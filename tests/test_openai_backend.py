@@ -220,6 +220,24 @@ def test_refused_credentials_or_url_stop_the_backend(server, status):
     assert backend.ledger["errors.transient"] == 6 and backend.ledger["errors.permanent"] == 0
 
 
+def test_insufficient_quota_is_fatal_not_retried(server):
+    server.default = {"status": 429, "body": json.dumps({"error": {
+        "message": "You exceeded your current quota.", "type": "insufficient_quota", "code": "insufficient_quota"}})}
+    backend = OpenAIBackend([server.url], backoff_s=0)
+    (err,) = ask(backend, req("q"))
+    assert isinstance(err, FatalEndpointError) and "quota" in str(err)
+    assert server.total == 1
+
+
+def test_a_request_waiting_to_retry_is_not_resent_after_a_refusal(server):
+    server.script("a", {"status": 503, "headers": {"Retry-After": "1"}})
+    server.script("b", {"status": 401})
+    backend = OpenAIBackend([server.url], api_key=KEY)
+    a, b = ask(backend, req("a"), req("b"))
+    assert isinstance(a, FatalEndpointError) and isinstance(b, FatalEndpointError)
+    assert server.counts == {"a": 1, "b": 1}
+
+
 def test_round_robin_and_a_retry_goes_to_the_next_endpoint(server, server2):
     backend = OpenAIBackend([server.url, server2.url], backoff_s=0)
     replies = ask(backend, *(req(f"q{i}") for i in range(10)))

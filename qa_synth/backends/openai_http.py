@@ -24,7 +24,7 @@ What a reply becomes (the module :mod:`qa_synth.backends.base` states the contra
   count, not the wait, is what bounds a request). After ``max_retries`` retries
   :class:`~qa_synth.backends.base.TransientError` names the last endpoint and the last problem.
 - **fatal for the run** (401, 403: the credentials are refused; 404: the base URL or the model name
-  is wrong) -> :class:`FatalEndpointError`, a :class:`TransientError` (nothing stored, a rerun
+  is wrong; OpenAI's 429 ``insufficient_quota``: no credit left, which waiting does not fix) -> :class:`FatalEndpointError`, a :class:`TransientError` (nothing stored, a rerun
   sends the request again), and from then on every call of this backend raises it at once without
   sending anything. These answers are about the configuration, not the request: stored as
   permanent error rows they would turn a whole run into errors that a rerun with the right key or
@@ -81,7 +81,8 @@ MESSAGE_CHARS = 300
 
 
 class FatalEndpointError(TransientError):
-    """The endpoint refuses every request of this run (401/403: the API key; 404: the URL or the model):
+    """The endpoint refuses every request of this run (401/403: the API key; 404: the URL or the model;
+    429 ``insufficient_quota``: no credit left):
     nothing is stored, the run must stop and be rerun once the configuration is fixed."""
 
 
@@ -94,7 +95,8 @@ class OpenAIBackend(Backend):
     ``backoff_s`` / ``max_backoff_s``: the exponential backoff's first ceiling and its cap (also the
     cap on a server's ``Retry-After``). ``structured``: send the request's schema as
     ``response_format`` (off: the prompt alone describes it). ``max_connections``: the connection
-    pool's size (the stage's requests in flight; more would only queue).
+    pool's size: at least the stage's requests in flight, since ``timeout_s`` also runs while a
+    request waits for a free connection.
 
     ``ledger``: ``requests`` counts HTTP requests sent, retries included (so answered calls are
     ``requests - retries``); ``retries`` the re-sends; ``prompt_tokens`` / ``completion_tokens``
@@ -162,7 +164,7 @@ class OpenAIBackend(Backend):
             if strict_compatible(parsed):
                 spec["strict"] = True
             value = {"type": "json_schema", "json_schema": spec}
-            if orjson is not None:
+            if orjson is not None and hasattr(orjson, "Fragment"):  # orjson >= 3.9
                 value = orjson.Fragment(orjson.dumps(value))  # serialised once, spliced into every body
             self._formats[(schema, name)] = value
         return value
@@ -192,6 +194,9 @@ class OpenAIBackend(Backend):
         problem = ""
         where = 0
         for attempt in range(self.max_retries + 1):
+            if attempt and self.fatal is not None:  # refused while this request waited to retry
+                ledger["errors.transient"] += 1
+                raise FatalEndpointError(str(self.fatal))
             where = (turn + attempt) % n
             ledger["requests"] += 1
             if attempt:
@@ -206,10 +211,10 @@ class OpenAIBackend(Backend):
                         if reply is not None:
                             return reply
                         problem = f"HTTP {status} with a body that is not a chat completion: {self._clip(raw)!r}"
-                    elif status in FATAL_STATUS:
-                        self.fatal = FatalEndpointError(
-                            f"{self._names[where]} refused the request with HTTP {status}"
-                            f" ({FATAL_HINT.get(status, '')}): {self._server_message(raw)}")
+                    elif status in FATAL_STATUS or (status == 429 and b"insufficient_quota" in raw):
+                        hint = FATAL_HINT.get(status, "the account's quota or credit is spent")
+                        self.fatal = FatalEndpointError(f"{self._names[where]} refused the request with HTTP {status}"
+                                                        f" ({hint}): {self._server_message(raw)}")
                         ledger["errors.transient"] += 1
                         raise self.fatal
                     elif status in TRANSIENT_STATUS or status >= 500:
