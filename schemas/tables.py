@@ -119,7 +119,7 @@ OCR_PAGE = _table(
         ("paper_id", S, False, "the paper"),
         ("page", pa.int32(), False, "1-based page number"),
         ("pdf_sha256", S, True, "sha256 of the PDF the page was rendered from"),
-        ("model_sha256", S, False, "fingerprint of the weights (corpus.extract.nougat.model_fingerprint)"),
+        ("model_sha256", S, False, "fingerprint of the weights (corpus.model_files.model_fingerprint)"),
         ("params_sha256", S, False, "sha256 of the generation and rendering parameters"),
         ("status", S, False, "ok, loop_retried_ok, loop, missing_page, empty, oom or error"),
         ("reason", S, False, "what happened"),
