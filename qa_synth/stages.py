@@ -7,3 +7,5 @@ register_verb_group("qa", "synthesise Q&A for fine-tuning: chunk papers, generat
 
 # in the flow's order: the command line lists the verbs in the order stages register
 import qa_synth.chunk  # noqa: F401
+
+import qa_synth.select  # noqa: F401, E402
