@@ -6,3 +6,5 @@ from corpus.run.stage import register_verb_group
 register_verb_group("qa", "synthesise Q&A for fine-tuning: chunk papers, generate pairs, grade them, select the best")
 
 # in the flow's order: the command line lists the verbs in the order stages register
+import qa_synth.generate  # noqa: E402,F401  qa generate
+import qa_synth.grade  # noqa: E402,F401  qa grade
