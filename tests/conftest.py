@@ -7,6 +7,7 @@ questions) run whenever that folder exists (CI has it) and skip with a reason ot
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,12 @@ def fixtures() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"shared fixtures not found at {FIXTURES} (set SAGECORPUS_FIXTURES)")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory) -> Path:
+    """A tiny random chat model folder (``examples/tiny_lm.py``, seed 0), built once per test session."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    from tiny_lm import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny_lm"), seed=0)

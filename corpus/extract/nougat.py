@@ -18,13 +18,12 @@ per page and reported as a status, never raised:
   that still does not fit is ``oom``; any other model or render error for a page is ``error``.
 
 The weights of the official checkpoints are CC-BY-NC 4.0 (``NOUGAT_LICENSE``); ``model_fingerprint``
-gives the model id, licence and weight hashes for the run manifest and dataset cards.
+(from ``corpus.model_files``, re-exported here) gives the model id, licence and weight hashes for
+the run manifest and dataset cards.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
 import time
@@ -36,8 +35,8 @@ from typing import Any, Literal
 import numpy as np
 
 from corpus.extract.render import PrefetchRenderer, RenderError
+from corpus.model_files import KNOWN_LICENSES, ModelFolderError, model_fingerprint
 from corpus.repetition import clean_repetitions, is_looping
-from schemas import sha256_file
 
 __all__ = [
     "NOUGAT_LICENSE",
@@ -51,7 +50,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-NOUGAT_LICENSE = "CC-BY-NC-4.0"
+NOUGAT_LICENSE = KNOWN_LICENSES["facebook/nougat"]
 """Licence of the official facebook/nougat-* weights: record it wherever OCR output is published."""
 
 Status = Literal["ok", "loop", "loop_retried_ok", "missing_page", "empty", "oom", "error"]
@@ -60,8 +59,8 @@ OK_STATUSES: frozenset[str] = frozenset({"ok", "loop_retried_ok"})
 _MISSING = re.compile(r"\[MISSING_PAGE_[A-Z]+(?::\d+)?\]")
 
 
-class NougatModelError(RuntimeError):
-    """The model folder is missing, incomplete or unloadable (raised at construction, not per page)."""
+NougatModelError = ModelFolderError
+"""The model folder is missing, incomplete or unloadable (raised at construction, not per page)."""
 
 
 @dataclass
@@ -358,47 +357,3 @@ class NougatOCR:
 
 def _visible(text: str) -> int:
     return len(text) - sum(text.count(c) for c in " \t\n\r")
-
-
-# ---------------------------------------------------------------------- fingerprint
-def model_fingerprint(model_dir: str | Path, model_id: str | None = None) -> dict[str, Any]:
-    """Model id, licence and sha256 of the weight files, for the run manifest and dataset cards.
-
-    ``sha256`` hashes the per-file hashes of all ``*.safetensors`` (else ``*.bin``) files in name
-    order, so the same weights give the same fingerprint wherever they are stored. The id is
-    ``model_id`` if given, else ``org/name`` from a Hub-cache path (``models--org--name``), else the
-    config's ``_name_or_path``, else the folder name. The licence is read from the model card's
-    front matter (``license:``); official ``facebook/nougat*`` weights default to ``NOUGAT_LICENSE``.
-    """
-    folder = Path(model_dir)
-    if not folder.is_dir():
-        raise NougatModelError(f"{folder}: model folder not found")
-    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-    if not files:
-        raise NougatModelError(f"{folder}: no *.safetensors or *.bin weight files")
-    per_file = {}
-    for f in files:
-        per_file[f.name] = sha256_file(f)
-    combined = hashlib.sha256("".join(f"{n}:{d}\n" for n, d in per_file.items()).encode()).hexdigest()
-
-    if model_id is None:
-        m = re.search(r"models--([^/\\]+)--([^/\\]+)", str(folder.resolve()))
-        if m:
-            model_id = f"{m.group(1)}/{m.group(2)}"
-    if model_id is None and (folder / "config.json").is_file():
-        name = json.loads((folder / "config.json").read_text()).get("_name_or_path") or ""
-        if name and not Path(name).is_absolute() and "/" in name:
-            model_id = name
-    model_id = model_id or folder.name
-
-    license_ = None
-    card = folder / "README.md"
-    if card.is_file():
-        m = re.search(r"^---\s*\n(.*?)\n---", card.read_text(errors="replace"), re.S)
-        if m:
-            lm = re.search(r"^license:\s*(\S+)", m.group(1), re.M)
-            if lm:
-                license_ = lm.group(1).strip("'\"")
-    if license_ is None:
-        license_ = NOUGAT_LICENSE if model_id.startswith("facebook/nougat") else "unknown"
-    return {"model_id": model_id, "license": license_, "sha256": combined, "files": per_file}
