@@ -14,8 +14,8 @@ Failures, kept apart (see :mod:`qa_synth.backends.base`):
   stored and becomes an error row;
 - a transient one (:class:`TransientError`, after the client's retries) is counted; once every other
   reply of the shard is stored the shard fails, saying how many and that a rerun resends just those;
-- any other exception (401/403, a client bug) is fatal: nothing more is sent and the shard fails
-  with the message.
+- a refusal of the whole run (the HTTP client's ``fatal``: 401/403/404, no credit) or any other
+  exception (a client bug) is fatal: nothing more is sent and the shard fails with the message.
 
 Budget: :meth:`CallingStage.begin` runs in the driving process before any shard, each invocation:
 it prints the number of requests, how many are stored, the estimated tokens and cost (configured
@@ -306,8 +306,11 @@ class Calls:
         try:
             reply: Reply = await self.backend.complete(request)
         except TransientError as e:
-            self.transient += 1
-            self.first_transient = self.first_transient or redact_text(str(e))
+            if getattr(self.backend, "fatal", None) is not None:  # the endpoint refuses the run (401/403/404)
+                self.fatal = self.fatal or redact_text(str(self.backend.fatal))
+            else:
+                self.transient += 1
+                self.first_transient = self.first_transient or redact_text(str(e))
             self._progress(error=True)
             raise
         except Exception as e:
