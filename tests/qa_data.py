@@ -8,6 +8,7 @@ grade request gets a grade; what it answers depends only on the request, so runs
 from __future__ import annotations
 
 import json
+import sys
 import re
 from pathlib import Path
 
@@ -67,3 +68,36 @@ def reply(body: dict) -> str:
     pairs = [{"question_type": types[i % 4], "question": f"Question {i} about: {text[:40]}?",
               "answer": f"We find that {text[:60]}"} for i in range(n)]
     return json.dumps({"pairs": pairs})
+
+
+def recipe(*steps: tuple[str, dict], tasks: int = 2):
+    """A recipe of ``(stage, config)`` steps, quiet, ``tasks`` shards."""
+    from corpus.run.executor import ExecutorConfig
+    from corpus.run.recipe import Recipe, Step
+
+    return Recipe(steps=[Step(stage=s, config=c) for s, c in steps], executor=ExecutorConfig(tasks=tasks, quiet=True))
+
+
+def generate(url: str, chunks: Path, **config) -> tuple[str, dict]:
+    """A qa_generate step against ``url`` (model 'gen-a', fast retries)."""
+    return "qa_generate", {"model": "gen-a", "endpoints": [url], "chunks": str(chunks), "backoff_s": 0.01, **config}
+
+
+def grade(url: str, chunks: Path, **config) -> tuple[str, dict]:
+    """A qa_grade step against ``url`` (model 'grade-b', fast retries)."""
+    return "qa_grade", {"model": "grade-b", "endpoints": [url], "chunks": str(chunks), "backoff_s": 0.01, **config}
+
+
+def user_turn(chunk: dict, n: int = 3) -> str:
+    """The user turn of the generate request of a chunk row (the fake server's key for it)."""
+    from qa_synth.prompts.generate import GENERATE_V1, generate_fields
+
+    return GENERATE_V1.messages(generate_fields(chunk, n), structured=True)[-1][1]
+
+
+def tiny_model(folder: Path, seed: int) -> Path:
+    """A tiny random chat model (examples/tiny_lm.py) whose context holds the generate and few-shot grade prompts."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from tiny_lm import build_tiny_lm
+
+    return build_tiny_lm(folder, seed=seed, context=4096)
