@@ -101,3 +101,16 @@ def tiny_model(folder: Path, seed: int) -> Path:
     from tiny_lm import build_tiny_lm
 
     return build_tiny_lm(folder, seed=seed, context=4096)
+
+
+def many_chunk_rows(n_papers: int, per_paper: int) -> list[dict]:
+    """``n_papers`` papers of ``per_paper`` distinct chunks each (for resume tests)."""
+    rows = []
+    for p in range(n_papers):
+        paper = f"2102.{p:05d}"
+        for i in range(per_paper):
+            text = f"Chunk {i} of paper {p}: we measure the star formation rate of galaxy {p * 100 + i} as {p + i / 10:.1f} solar masses per year."
+            rows.append({"chunk_id": f"{paper}#{i}", "paper_id": paper, "index": i, "start": 0, "end": len(text),
+                         "text": text, "section": None, "title": f"Star formation in sample {p}", "first_author": "Nakamura",
+                         "year": 2021})
+    return rows
