@@ -136,3 +136,22 @@ def test_rebuild_of_generate_and_grade_makes_no_request_and_gives_the_same_bytes
     assert manifest.stats["01-qa_grade"]["requests.stored"] == manifest.stats["01-qa_grade"]["grades.ok"] > 0
     assert "requests.sent" not in manifest.stats["00-qa_generate"]
     assert url in manifest.models[0]["endpoints"]
+
+
+def test_max_cost_stops_at_the_estimated_budget(chunks, clean, tmp_path):
+    out = tmp_path / "run"
+    # before any reply is stored a request is estimated at max_tokens completion tokens: 1024 x $1000/M = $1.02
+    priced = {"price_output_per_m": 1000.0, "max_cost": 3.0}
+    with FakeOpenAI(content=reply) as server:
+        with pytest.raises(RuntimeError, match="budget reached"):
+            run_recipe(recipe(generate(server.url, chunks, **priced)), out)
+        assert server.total == 2
+        # now estimated from the stored replies (~100 completion tokens, $0.10 each): ~29 per invocation
+        with pytest.raises(RuntimeError, match="budget reached"):
+            run_recipe(recipe(generate(server.url, chunks, **priced)), out)
+        assert 2 + 20 < server.total < N
+        run_recipe(recipe(generate(server.url, chunks, **priced)), out)
+        assert server.total == N and len(server.counts) == N
+    assert outputs(out) == clean
+    with pytest.raises(ValueError, match="max_cost needs prices"):
+        run_recipe(recipe(generate("http://127.0.0.1:9/v1", chunks, max_cost=1.0)), tmp_path / "other")
