@@ -120,12 +120,14 @@ def test_too_long_prompts_and_bad_parameters_are_permanent_error_replies(tiny_lm
     long = req("galaxy " * 600, max_tokens=4)
     ok = req(QUESTIONS[0], max_tokens=4)
     backend = TransformersBackend(str(tiny_lm), batch_size=4)
-    replies = answer(backend, [long, ok, req(QUESTIONS[1], n=2), req(QUESTIONS[1], presence_penalty=0.5, max_tokens=2)])
+    replies = answer(backend, [long, ok, req(QUESTIONS[1], n=2), req(QUESTIONS[1], presence_penalty=0.5, max_tokens=2),
+                               req(QUESTIONS[1], max_tokens=0)])
     assert replies[0].error.startswith(f"prompt of {replies[0].prompt_tokens} tokens exceeds the model's context of 512")
     assert replies[1].error is None and replies[1].completion_tokens == 4
     assert "only one reply" in replies[2].error
     assert replies[3].error is None and replies[3].extra["ignored_params"] == ["presence_penalty"]
-    assert backend.ledger["requests"] == 4 and backend.ledger["errors.permanent"] == 2
+    assert replies[4].error == "bad parameters: max_tokens must be at least 1, not 0"
+    assert backend.ledger["requests"] == 5 and backend.ledger["errors.permanent"] == 3
     assert backend.ledger["completion_tokens"] == 6
     capped = answer(TransformersBackend(str(tiny_lm), max_input_tokens=20), [ok])[0]
     assert capped.error == f"prompt of {replies[1].prompt_tokens} tokens exceeds max_input_tokens=20"

@@ -10,7 +10,8 @@ Batching: :meth:`TransformersBackend.complete` is awaited once per request, a bo
 flight (:func:`corpus.run.concurrency.map_stored`); the requests queue up and one runner takes up to
 ``batch_size`` of them at a time into one batched ``generate`` (chat template with the generation
 prompt, left padding, attention mask) in a worker thread, so the event loop keeps accepting
-requests meanwhile. A stage with ``max_in_flight >= batch_size`` therefore gets full batches.
+requests meanwhile. A stage with ``max_in_flight >= batch_size`` therefore gets full batches;
+``2 * batch_size`` keeps the next batch queued while one runs.
 
 Request parameters (``ChatRequest.params``, OpenAI names):
 - ``max_tokens`` (or ``max_completion_tokens``) -> ``max_new_tokens``; absent: ``DEFAULT_MAX_TOKENS``;
@@ -166,7 +167,8 @@ class TransformersBackend(Backend):
         return self._loaded
 
     async def __aenter__(self) -> TransformersBackend:
-        await self._start()
+        await asyncio.to_thread(lambda: self.loaded)  # a folder that holds no model fails here, before any request
+        self._start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -183,9 +185,9 @@ class TransformersBackend(Backend):
                 fut.cancel()
         self._queue = None
 
-    async def _start(self) -> None:
+    def _start(self) -> None:
+        """The request queue and its batch runner (the model itself loads in the runner's thread if not yet)."""
         if self._runner is None:
-            await asyncio.to_thread(lambda: self.loaded)
             self._queue = asyncio.Queue()
             self._runner = asyncio.create_task(self._run_batches(), name="transformers-batches")
 
@@ -200,7 +202,7 @@ class TransformersBackend(Backend):
 
     # ------------------------------------------------------------------ requests
     async def complete(self, request: ChatRequest) -> Reply:
-        await self._start()
+        self._start()
         assert self._queue is not None
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self.ledger["requests"] += 1
@@ -261,7 +263,8 @@ class TransformersBackend(Backend):
         try:
             if params.get("n", 1) != 1:
                 raise ValueError(f"n={params['n']}: only one reply per request is supported")
-            max_tokens = int(params.get("max_tokens") or params.get("max_completion_tokens") or DEFAULT_MAX_TOKENS)
+            max_tokens = next((int(params[k]) for k in ("max_tokens", "max_completion_tokens")
+                               if params.get(k) is not None), DEFAULT_MAX_TOKENS)
             if max_tokens < 1:
                 raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
             temperature = float(params.get("temperature") or 0.0)

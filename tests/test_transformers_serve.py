@@ -1,0 +1,168 @@
+"""Our HTTP client against a real OpenAI-compatible server: ``transformers serve`` on loopback, offline,
+serving a tiny random model built in the test (the ``transformers[serving]`` extra).
+
+What ``transformers serve`` (5.x) does that a run depends on, checked here:
+- it answers ``/v1/chat/completions`` with the OpenAI JSON: message content, ``finish_reason``, ``usage``;
+- greedy replies are the in-process backend's (same model, same chat template, same tokens);
+- ``response_format`` is ignored (logged "Ignoring unsupported fields"), not refused: a structured
+  request gets the model's free text, which from a random model is not JSON and reaches the caller
+  as text (``error`` None) for the stage's parser to turn into an error row;
+- the server is pinned to the model it was started with: a request naming any other model is an
+  HTTP 400, a permanent error reply, so ``--model`` must be the served folder's path as given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("aiohttp")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("torch")
+
+from qa_synth.backends.base import ChatRequest  # noqa: E402
+from qa_synth.backends.local import TransformersBackend  # noqa: E402
+from qa_synth.backends.openai_http import OpenAIBackend  # noqa: E402
+
+pytestmark = pytest.mark.slow  # the server takes a few seconds to start
+
+STARTUP_TIMEOUT_S = 180.0
+SCHEMA = {"type": "object", "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+          "required": ["question", "answer"], "additionalProperties": False}
+
+
+@dataclass
+class Served:
+    url: str  # the OpenAI base URL, http://127.0.0.1:PORT/v1
+    model: str  # the model name the server answers to: the folder's path as given on its command line
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model_dir: Path, log: Path) -> tuple[subprocess.Popen, int]:
+    """``transformers serve MODEL_DIR`` on a free loopback port, offline; returns once /health answers."""
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+                        "TOKENIZERS_PARALLELISM": "false"}
+    for _ in range(3):  # the free port may be taken between our probe and the server's bind
+        port = free_port()
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir),
+                 "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--log-level", "info"],
+                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return proc, port
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.25)
+        stop_server(proc)
+        text = log.read_text(errors="replace")
+        if "address already in use" not in text.lower():
+            break
+    pytest.fail(f"transformers serve did not answer /health within {STARTUP_TIMEOUT_S:.0f} s "
+                f"(exit code {proc.returncode}); its log:\n{log.read_text(errors='replace')[-5000:]}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def served(tiny_lm, tmp_path_factory):
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    proc, port = start_server(tiny_lm, log)
+    try:
+        yield Served(url=f"http://127.0.0.1:{port}/v1", model=str(tiny_lm), log=log)
+    finally:
+        stop_server(proc)
+
+
+def req(model: str, prompt: str, schema: dict | None = None, **params) -> ChatRequest:
+    return ChatRequest(model=model, messages=(("system", "Answer briefly."), ("user", prompt)),
+                       params=tuple(sorted(params.items())),
+                       schema=json.dumps(schema, sort_keys=True) if schema is not None else None, schema_name="qa")
+
+
+def ask(backend, *requests: ChatRequest) -> list:
+    async def go():
+        async with backend:
+            return await asyncio.gather(*(backend.complete(r) for r in requests))
+
+    return asyncio.run(go())
+
+
+def client(served: Served, **kwargs) -> OpenAIBackend:
+    return OpenAIBackend([served.url], timeout_s=60, max_retries=2, backoff_s=0.1, **kwargs)
+
+
+def test_real_replies_carry_text_and_usage(served):
+    questions = [f"What is the redshift of quasar {i}?" for i in range(6)]
+    backend = client(served)
+    replies = ask(backend, *(req(served.model, q, max_tokens=12, temperature=0) for q in questions))
+    for r in replies:
+        assert r.error is None, r.error
+        assert r.text and r.finish_reason in ("stop", "length")
+        assert r.prompt_tokens > 0 and 0 < r.completion_tokens <= 12
+        assert (r.finish_reason == "length") == (r.completion_tokens == 12)
+        assert r.extra["model"] == served.model
+    assert backend.ledger["requests"] == len(questions) and backend.ledger["retries"] == 0
+    assert backend.ledger["completion_tokens"] == sum(r.completion_tokens for r in replies)
+
+
+def test_greedy_replies_match_the_in_process_backend(served):
+    requests = [req(served.model, q, max_tokens=16, temperature=0)
+                for q in ("How hot is the CMB?", "Which mission found the exoplanet?")]
+    remote = ask(client(served), *requests)
+    local = ask(TransformersBackend(served.model), *requests)
+    for r, lo in zip(remote, local):
+        assert (r.text, r.prompt_tokens, r.completion_tokens, r.finish_reason) == \
+               (lo.text, lo.prompt_tokens, lo.completion_tokens, lo.finish_reason)
+
+
+def test_structured_request_gets_free_text_that_reaches_the_caller(served):
+    """response_format is ignored by transformers serve: the random model's reply is not JSON,
+    and comes back as text with no error (the stage's parser makes it an error row)."""
+    reply = ask(client(served, structured=True), req(served.model, "Write a question and its answer.",
+                                                     schema=SCHEMA, max_tokens=24, temperature=0))[0]
+    assert reply.error is None and reply.text
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(reply.text)
+    assert "Ignoring unsupported fields in the request: {'response_format'}" in served.log.read_text(errors="replace")
+    # the same request without response_format (structured=False) gets the same reply
+    plain = ask(client(served, structured=False), req(served.model, "Write a question and its answer.",
+                                                      schema=SCHEMA, max_tokens=24, temperature=0))[0]
+    assert plain.text == reply.text
+
+
+def test_another_model_name_is_a_permanent_error_reply(served):
+    backend = client(served)
+    reply = ask(backend, req("some-other-model", "Hello?", max_tokens=4))[0]
+    assert reply.error.startswith("HTTP 400") and "pinned" in reply.error
+    assert backend.ledger["errors.permanent"] == 1 and backend.ledger["retries"] == 0
