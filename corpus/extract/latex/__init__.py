@@ -61,6 +61,7 @@ in converted text, for benchmarks).
 from corpus.extract.latex.bibliography import parse_bbl, parse_bib
 from corpus.extract.latex.checks import glued_inline_maths, unresolved_references
 from corpus.extract.latex.converter import LatexConfig
+from corpus.extract.latex.converter import plain_text as latex_to_unicode
 from corpus.extract.latex.document import convert_source, latex_to_text
 from corpus.extract.latex.errors import LatexError
 from corpus.extract.latex.scanner import strip_comments
@@ -75,6 +76,7 @@ __all__ = [
     "find_main_file",
     "glued_inline_maths",
     "latex_to_text",
+    "latex_to_unicode",
     "parse_bbl",
     "parse_bib",
     "read_tex",

@@ -841,7 +841,10 @@ class Converter:
 
 
 def plain_text(tex: str) -> str:
-    """A short TeX fragment (a name, a label) as plain text."""
+    """A short TeX fragment (a name, a label, a title) as plain Unicode text, through the converter:
+    accents become Unicode (``Bal\\'azs`` -> ``Balázs``, ``Schr{\\"o}dinger`` -> ``Schrödinger``,
+    ``{\\v S}imon`` -> ``Šimon``), ``\\&`` and the other escapes their characters, ``--`` a dash,
+    braces go; math stays ``$...$``. Public as :func:`corpus.extract.latex.latex_to_unicode`."""
     conv = Converter(LatexConfig(footnotes="drop"), {}, {}, {}, [])
     conv.inline_depth = 1
     return re.sub(r"\s+", " ", conv.restore(conv.text(tex))).strip()
