@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.run.executor import ExecutorConfig, run_step, submit_slurm
+from corpus.run.item_store import SEGMENT_SUFFIX, STORE_DIR
 from corpus.run.manifest import (
     MANIFEST_NAME,
     FileEntry,
@@ -91,8 +92,8 @@ def run_recipe(
     or its outputs no longer have their recorded bytes; otherwise its finished work is reused.
     ``replay_from``: an earlier run's folder whose stored model outputs (OCR pages, generations,
     grades) stages reuse instead of calling the models again. Every step's ``validate`` runs first, so
-    a bad input file fails before any work. A run that fails before any work was done leaves no folder
-    behind; two runs into one folder at once are refused.
+    a bad input file fails before any work. A run that fails before any work was done (no shard
+    finished, no model reply stored) leaves no folder behind; two runs into one folder at once are refused.
     """
     start = now()
     out = Path(out_dir).resolve()
@@ -108,7 +109,8 @@ def run_recipe(
         with run_lock(out):
             return _run(recipe, stages, out, start, argv)
     except BaseException:
-        if created and not any((out / "_work").glob("*/parts/_stats/*.json")) and not any((out / "_work").glob("*/done.json")):
+        if created and not any((out / "_work").glob("*/parts/_stats/*.json")) and not any((out / "_work").glob("*/done.json")) \
+                and not any((out / STORE_DIR).glob(f"*/*{SEGMENT_SUFFIX}")):  # stored model replies are work done too
             shutil.rmtree(out, ignore_errors=True)
         raise
 
