@@ -196,6 +196,8 @@ class CallingStage(Stage):
             else:
                 pending.append((index, chars))
         store.close()
+        if pending and c.backend == "openai":
+            self.check_endpoints()
         if sample:
             chars_per_token = sum(ch for ch, _ in sample) / sum(v["prompt_tokens"] for _, v in sample)
             out_per_request = sum(v["completion_tokens"] for _, v in sample) / len(sample)
@@ -228,6 +230,19 @@ class CallingStage(Stage):
             lines.append(f"this invocation sends {sending:,} of them (max_requests {c.max_requests}, max_cost "
                          f"{c.max_cost}): rerun to continue")
         note(f"{self.name}: " + "; ".join(lines))
+
+    def check_endpoints(self) -> None:
+        """Refuse, before any request, endpoints that do not serve the model or refuse the key."""
+        backend = self.backend()
+
+        async def check() -> None:
+            async with backend:
+                await backend.check_model(self.config.model)
+
+        try:
+            asyncio.run(check())
+        except TransientError as e:
+            raise RuntimeError(f"{self.name}: {e}; nothing was sent") from None
 
     def cost(self, tokens_in: float, tokens_out: float) -> float | None:
         """Estimated USD for these tokens: configured prices, else GPU-hours times their price; None if neither."""

@@ -41,8 +41,10 @@ Content = str | Callable[[dict], str] | None
 class FakeOpenAI:
     """The scripted server, run in its own thread (``start``/``stop`` or ``with``); ``url`` is its base URL."""
 
-    def __init__(self, content: Content = None, delay: float = 0.0, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, content: Content = None, delay: float = 0.0, host: str = "127.0.0.1", port: int = 0,
+                 models: list[str] | None = None):
         self.content = content
+        self.models = models  # ids listed at GET /v1/models (None: no such route, a 404 like some servers)
         self.delay = delay
         self.host, self.port = host, port
         self.default: dict[str, Any] = {}
@@ -82,7 +84,13 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/_script", self._script)
         app.router.add_get("/_stats", self._stats)
+        app.router.add_get("/v1/models", self._models)
         return app
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        if self.models is None:
+            return web.json_response({"error": {"message": "not found"}}, status=404)
+        return web.json_response({"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]})
 
     def reply_content(self, body: dict) -> str:
         if callable(self.content):

@@ -118,6 +118,16 @@ def test_a_refused_key_stops_the_step_with_a_clear_message(server, chunks, tmp_p
     assert not (out / "qa/pairs.parquet").exists()
 
 
+def test_a_model_the_endpoint_does_not_list_is_refused_before_any_request(chunks, tmp_path):
+    with FakeOpenAI(content=reply, models=["gen-b"]) as server:
+        with pytest.raises(RuntimeError, match=r"does not serve model 'gen-a': it lists 'gen-b'.*nothing was sent"):
+            run_recipe(recipe(generate(server.url, chunks), tasks=1), tmp_path / "run")
+        assert server.total == 0
+        server.models = ["gen-b", "gen-a"]  # listed: the run goes ahead
+        run_recipe(recipe(generate(server.url, chunks), tasks=1), tmp_path / "run")
+        assert server.total == len(ROWS)
+
+
 def test_cli_generate_prints_the_estimate(server, chunks, tmp_path, capfd):
     from corpus.cli import main
 

@@ -34,7 +34,7 @@ pytest.importorskip("torch")
 
 from qa_synth.backends.base import ChatRequest  # noqa: E402
 from qa_synth.backends.local import TransformersBackend  # noqa: E402
-from qa_synth.backends.openai_http import OpenAIBackend  # noqa: E402
+from qa_synth.backends.openai_http import FatalEndpointError, OpenAIBackend  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the server takes a few seconds to start
 
@@ -166,3 +166,13 @@ def test_another_model_name_is_a_permanent_error_reply(served):
     reply = ask(backend, req("some-other-model", "Hello?", max_tokens=4))[0]
     assert reply.error.startswith("HTTP 400") and "pinned" in reply.error
     assert backend.ledger["errors.permanent"] == 1 and backend.ledger["retries"] == 0
+
+
+def test_the_model_check_refuses_a_name_the_server_does_not_serve_before_any_request(served):
+    async def check(model: str):
+        async with client(served) as backend:
+            await backend.check_model(model)
+
+    asyncio.run(check(served.model))  # the pinned model is listed at /v1/models
+    with pytest.raises(FatalEndpointError, match="does not serve model 'some-other-model'"):
+        asyncio.run(check("some-other-model"))

@@ -179,6 +179,33 @@ class OpenAIBackend(Backend):
             body["response_format"] = self.response_format(request.schema, request.schema_name)
         return _dumps(body)
 
+    async def check_model(self, model: str) -> None:
+        """Before a run sends anything: ask each endpoint's ``/models`` whether it serves ``model``.
+
+        Raises :class:`FatalEndpointError` when an endpoint lists its models and ``model`` is not among
+        them, or refuses the key (401/403): a server pinned to another model (``transformers serve``)
+        answers every request with a 400, which would otherwise be stored as an error row per request.
+        An endpoint that cannot list its models (no such route, no answer) is not judged here.
+        """
+        if self._session is None:
+            raise RuntimeError("OpenAIBackend is not open: use `async with OpenAIBackend(...) as backend:`")
+        for endpoint, name in zip(self.endpoints, self._names):
+            try:
+                async with self._session.get(endpoint + "/models", headers=self._headers) as resp:
+                    if resp.status in (401, 403):
+                        raise FatalEndpointError(f"{name} refused the API key with HTTP {resp.status}: "
+                                                 f"{self._server_message(await resp.read())}")
+                    if resp.status != 200:
+                        continue
+                    body = _loads(await resp.read())
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                continue
+            listed = body.get("data") if isinstance(body, dict) else None
+            ids = [m["id"] for m in listed if isinstance(m, dict) and isinstance(m.get("id"), str)] if isinstance(listed, list) else []
+            if ids and model not in ids:
+                shown = ", ".join(repr(i) for i in ids[:10]) + (", ..." if len(ids) > 10 else "")
+                raise FatalEndpointError(f"{name} does not serve model {model!r}: it lists {shown}")
+
     async def complete(self, request: ChatRequest) -> Reply:
         if self.fatal is not None:
             self.ledger["errors.transient"] += 1
