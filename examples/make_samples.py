@@ -8,7 +8,9 @@ Writes, deterministically (same bytes every time), into a folder:
   paper's PDF has no metadata row at all);
 - ``src/<id>.gz``: LaTeX sources as arXiv serves them: a gzipped tar (main file plus an
   ``\\input`` section and macros) or a single gzipped ``.tex``;
-- ``questions.json``: two benchmark questions (AstroMLab-1 layout), one lifted from a paper.
+- ``questions.json``: two benchmark questions (AstroMLab-1 layout), one lifted from a paper;
+- ``models/generator``, ``models/grader``: two tiny random chat models (``examples/tiny_lm.py``) for the
+  Q&A steps, so the demo calls real models in process with no download (``--no-models`` skips them).
 
 One paper is deposited twice (the second copy with 1% of its words edited), and one carries an
 Annual Review journal reference, so the curation steps have something to drop.
@@ -381,11 +383,30 @@ def write_samples(out: str | Path) -> Path:
     return out
 
 
+MODELS = {"generator": 1, "grader": 2}
+"""The demo's two tiny random chat models (folder name: seed): one writes Q&A, the other grades them."""
+
+
+def write_models(out: str | Path) -> dict[str, Path]:
+    """Build the demo's tiny local models into ``out/models/`` (``examples/tiny_lm.py``; same bytes every
+    time); return their folders. Their context is long enough for the Q&A prompts."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tiny_lm import build_tiny_lm
+
+    return {name: build_tiny_lm(Path(out) / "models" / name, seed=seed, context=4096) for name, seed in MODELS.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default="samples", help="folder to write (default: samples)")
+    parser.add_argument("--no-models", action="store_true", help="skip the tiny models of the Q&A steps")
     args = parser.parse_args()
     print(f"sample inputs written to {write_samples(args.out)}")
+    if not args.no_models:
+        for name, folder in write_models(args.out).items():
+            print(f"tiny {name} model written to {folder}")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from corpus.run.concurrency import Outcome, map_stored
 from corpus.run.item_store import ItemStore
 from corpus.run.progress import note, progress
 from corpus.run.secrets import redact_text
-from corpus.run.stage import Stage, StageConfig, how_field, per_process
+from corpus.run.stage import Stage, StageConfig, how_field, name_or_path_field, per_process
 from qa_synth.backends.base import Backend, ChatRequest, Reply, TransientError
 from qa_synth.prompts import Template, get_template
 
@@ -60,7 +60,8 @@ class CallConfig(StageConfig):
     backend: Literal["openai", "transformers"] = Field(
         "openai", description="'openai': an OpenAI-compatible HTTP server (vLLM, SGLang, llama.cpp, TGI, "
         "transformers serve, OpenAI); 'transformers': a local model folder run in process")
-    model: str = Field(description="the model: its name on the server (openai), or the folder of a local model (transformers)")
+    model: str = name_or_path_field(description="the model: its name on the server (openai), or the folder of a local "
+                                    "model (transformers; a relative folder is taken from the recipe's or the current folder)")
     template: str = Field(description="the prompt template and version, e.g. 'generate@1'")
     structured: bool = Field(True, description="ask the server for JSON by response_format json_schema; off: the "
                              "prompt states the JSON shape (for servers without structured output)")
@@ -124,6 +125,19 @@ class CallingStage(Stage):
     def prompt(self) -> Template:
         return get_template(self.config.template)
 
+    @property
+    def model_id(self) -> str:
+        """The model as rows and request keys name it: its name on the server, or for a local folder the
+        id of its weights (the config's name, else the folder's name; the weights' hash goes into every
+        request key besides), so where the folder lies changes nothing written."""
+        if self.config.backend == "transformers":
+            return self.backend().model_info()["model_id"]
+        return self.config.model
+
+    def input_files(self) -> list[str]:
+        """A local model's folder is an input: new weights redo the step (and its hashes are in the manifest)."""
+        return super().input_files() + ([self.config.model] if self.config.backend == "transformers" else [])
+
     def requirements(self) -> dict[str, str]:
         if self.config.backend == "openai":
             return {"aiohttp": "qa"}
@@ -153,7 +167,7 @@ class CallingStage(Stage):
     def request(self, fields: dict[str, Any]) -> ChatRequest:
         """The chat request of one item (the template rendered with ``fields``)."""
         t = self.prompt
-        return ChatRequest(model=self.config.model, messages=t.messages(fields, self.config.structured),
+        return ChatRequest(model=self.model_id, messages=t.messages(fields, self.config.structured),
                            params=self.params(), template=t.id,
                            schema=t.schema_json() if self.config.structured else None, schema_name=t.name)
 
@@ -163,7 +177,7 @@ class CallingStage(Stage):
     def models(self) -> list[dict]:
         c = self.config
         fingerprint = self.backend().fingerprint() if c.backend == "transformers" else ""
-        return [{"stage": self.name, "role": self.role, "backend": c.backend, "model_id": c.model,
+        return [{"stage": self.name, "role": self.role, "backend": c.backend, "model_id": self.model_id,
                  "sha256": fingerprint or None, "endpoints": [redact_text(e) for e in c.endpoints],
                  "template": c.template, "parameters": dict(self.params()), "structured": c.structured}]
 
@@ -219,7 +233,7 @@ class CallingStage(Stage):
             tokens_out += t_out
         self.work_dir.mkdir(parents=True, exist_ok=True)
         (self.work_dir / BUDGET_FILE).write_text(json.dumps({"cutoff": cutoff, "sending": sending}))
-        lines = [f"{total:,} requests to {c.model} ({self.prompt.id}): {stored:,} stored, {len(pending):,} to send",
+        lines = [f"{total:,} requests to {self.model_id} ({self.prompt.id}): {stored:,} stored, {len(pending):,} to send",
                  f"estimated to send: {tokens_in:,.0f} prompt + {tokens_out:,.0f} completion tokens ({basis})"]
         cost = self.cost(tokens_in, tokens_out)
         if cost is not None:

@@ -125,7 +125,7 @@ class Generate(CallingStage):
         yield self.decisions_file, [decision]
 
     def _pairs(self, chunk: dict, key: str, reply: Reply) -> Iterator[tuple[str, list[dict]]]:
-        base = {"chunk_id": chunk["chunk_id"], "paper_id": chunk["paper_id"], "kind": "llm", "model": self.config.model,
+        base = {"chunk_id": chunk["chunk_id"], "paper_id": chunk["paper_id"], "kind": "llm", "model": self.model_id,
                 "template": self.prompt.id, "request_key": key, "raw": reply.text,
                 "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
         tokens = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,

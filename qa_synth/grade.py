@@ -62,9 +62,9 @@ class Grade(CallingStage):
         if pairs.height == 0:
             raise EmptyOutputError(f"{pairs_path} has no pairs to grade")
         generators = sorted(set(pairs.filter(pairs["kind"] == "llm")["model"].to_list()))
-        if self.config.model in generators and not self.config.allow_same_model:
+        if self.model_id in generators and not self.config.allow_same_model:
             raise ValueError(
-                f"{self.name}: the grader {self.config.model!r} generated the pairs of {pairs_path}; a model grading "
+                f"{self.name}: the grader {self.model_id!r} generated the pairs of {pairs_path}; a model grading "
                 "its own output is lenient, so grade with another model (--model), or set allow_same_model: true "
                 "(--allow-same-model) to do it anyway")
         import polars as pl
@@ -155,7 +155,7 @@ class Grade(CallingStage):
             else "the generator gave no pair here (an error row): nothing to grade"))]
 
     def _grade(self, pair: dict, key: str, reply: Reply) -> Iterator[tuple[str, list[dict]]]:
-        row = {"pair_id": pair["pair_id"], "model": self.config.model, "template": self.prompt.id, "request_key": key,
+        row = {"pair_id": pair["pair_id"], "model": self.model_id, "template": self.prompt.id, "request_key": key,
                "raw": reply.text, "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                "correctness": None, "standalone": None, "pertinence": None, "overall": None, "error": None}
         try:

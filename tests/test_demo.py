@@ -12,7 +12,7 @@ import pytest
 from corpus.cli import main
 from corpus.run.manifest import Manifest, verify
 from corpus.run.recipe import load_recipe, rebuild, run_recipe
-from schemas import DECISION, DOCUMENT, PAPER, read_polars
+from schemas import CHUNK, DECISION, DOCUMENT, PAPER, QA_PAIR, SFT_EXAMPLE, read_polars
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -24,6 +24,7 @@ def demo(tmp_path_factory):
     """The demo recipe run twice: once with one worker, once with two."""
     base = tmp_path_factory.mktemp("demo")
     make_samples.write_samples(base / "samples")
+    make_samples.write_models(base / "samples")
     shutil.copy(ROOT / "examples" / "demo.yaml", base / "recipe.yaml")
     (base / "recipe.yaml").write_text((base / "recipe.yaml").read_text().replace("../samples", "samples"))
     recipe = load_recipe(base / "recipe.yaml")
@@ -39,9 +40,33 @@ def test_same_bytes_with_one_and_two_workers(demo):
     one = {e.path: e.sha256 for e in runs[1].outputs}
     two = {e.path: e.sha256 for e in runs[2].outputs}
     assert one == two
-    stages = ("ingest", "extract", "clean", "dedup", "filter", "decontaminate")
+    stages = ("ingest", "extract", "clean", "dedup", "filter", "decontaminate", "qa_chunk", "qa_generate", "qa_grade", "qa_select")
     assert set(one) == {"papers.parquet", "documents.parquet", "curated/clean.parquet", "curated/dedup.parquet",
-                        "curated/filter.parquet", "corpus.parquet"} | {f"decisions/{s}.parquet" for s in stages}
+                        "curated/filter.parquet", "corpus.parquet", "qa/chunks.parquet", "qa/pairs.parquet",
+                        "qa/grades.parquet", "qa/sft.parquet"} | {f"decisions/{s}.parquet" for s in stages}
+
+
+def test_demo_synthesises_qa_with_the_tiny_local_models_down_to_sft_examples(demo):
+    base, runs = demo
+    out = base / "out1"
+    chunks = read_polars(out / "qa/chunks.parquet", CHUNK)
+    corpus = read_polars(out / "corpus.parquet", DOCUMENT)
+    assert set(chunks["paper_id"]) == set(corpus["paper_id"]) and chunks.height > corpus.height
+    pairs = read_polars(out / "qa/pairs.parquet", QA_PAIR)
+    llm = pairs.filter(pairs["kind"] == "llm")
+    # one request per chunk to the in-process generator; a random model's replies do not parse: error rows, raw kept
+    assert llm.height == chunks.height and llm["error"].null_count() == 0 and llm["raw"].null_count() == 0
+    assert set(llm["model"]) == {"generator"} and set(llm["template"]) == {"generate@1"}
+    template = pairs.filter(pairs["kind"] == "template")
+    assert template.height > 0 and template["error"].null_count() == template.height
+    sft = read_polars(out / "qa/sft.parquet", SFT_EXAMPLE)
+    assert sft.height > 0 and set(sft["source"]) == {"template"}
+    assert all([m["role"] for m in msgs] == ["user", "assistant"] for msgs in sft["messages"])
+    select = read_polars(out / "decisions/qa_select.parquet", DECISION)
+    assert sorted(select["item_id"]) == sorted(pairs["pair_id"])  # every pair has a decision
+    models = {m["stage"]: m for m in runs[1].models}
+    assert models["qa_generate"]["model_id"] == "generator" and models["qa_grade"]["model_id"] == "grader"
+    assert models["qa_generate"]["sha256"] != models["qa_grade"]["sha256"]
 
 
 def test_demo_outputs_are_typed_and_complete(demo):

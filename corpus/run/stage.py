@@ -38,6 +38,13 @@ def path_field(default: Any = ..., description: str = "") -> Any:
     return Field(default, description=description, json_schema_extra={"path": True})
 
 
+def name_or_path_field(default: Any = ..., description: str = "") -> Any:
+    """A config field holding a name (a model id on a server) or a local folder (a model's weights):
+    in recipes and on the command line a relative value is made absolute only when that local path
+    exists; it is not an input file by itself (a stage that reads it says so in ``input_files``)."""
+    return Field(default, description=description, json_schema_extra={"name_or_path": True})
+
+
 def how_field(default: Any = ..., description: str = "", **kwargs: Any) -> Any:
     """A config field that changes only *how* the work runs (concurrency, batch size, device, endpoints,
     credentials, timeouts), never what is written: it is left out of the step's identity, so changing
@@ -62,14 +69,20 @@ def is_how_field(model: type[BaseModel], name: str) -> bool:
 def absolutize(config: StageConfig, base: Path | None = None) -> StageConfig:
     """Make relative local paths absolute against ``base`` (default: the current folder).
 
-    ``{out}`` paths and URLs are left alone; ``file://`` paths become plain paths.
+    ``{out}`` paths and URLs are left alone; ``file://`` paths become plain paths. A
+    :func:`name_or_path_field` is made absolute only when its value exists as a local path.
     """
     base = base or Path.cwd()
     updates = {}
     for name in type(config).model_fields:
+        value = getattr(config, name)
+        if _field_extra(type(config), name).get("name_or_path") and isinstance(value, str) and not is_url(value):
+            local = base / Path(local_path(value)).expanduser()
+            if local.exists():
+                updates[name] = str(local.resolve())
+            continue
         if not is_path_field(type(config), name):
             continue
-        value = getattr(config, name)
         values = value if isinstance(value, list) else [value]
         fixed = [
             v if (v is None or v.startswith(OUT) or is_url(v)) else str((base / Path(local_path(v)).expanduser()).resolve())

@@ -97,11 +97,18 @@ def load_model(model_dir: str | Path, device: str = "cpu", dtype: str = "auto") 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelFolderError(f"device {device!r} requested but CUDA is not available")
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar would cut through the stage's own
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch_dtype)
     except Exception as exc:  # any loader failure is this folder's problem, said with its name
         raise ModelFolderError(f"{folder}: cannot load a causal language model: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     if not tokenizer.chat_template:
         raise ModelFolderError(f"{folder}: the tokenizer has no chat template (a base model, not a chat model?)")
     model.to(device).eval()
