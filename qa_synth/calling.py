@@ -32,6 +32,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -106,9 +107,18 @@ def make_backend(config: CallConfig) -> Backend:
                              max_connections=config.max_in_flight)
     from qa_synth.backends.local import TransformersBackend
 
-    key = f"qa_synth.transformers:{config.model}:{config.device}:{config.dtype}:{config.batch_size}"
+    key = f"qa_synth.transformers:{config.model}:{config.device}:{config.dtype}:{config.batch_size}:{_files_stat(config.model)}"
     return per_process(key, lambda: TransformersBackend(config.model, device=config.device, dtype=config.dtype,
                                                         batch_size=config.batch_size))
+
+
+def _files_stat(folder: str) -> str:
+    """Name, size and modification time of each file of a model folder: a process keeps its loaded model
+    (and the weights' hash) only while these stay the same, so new weights in the same folder are seen."""
+    try:
+        return ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(Path(folder).iterdir()) if p.is_file())
+    except OSError:
+        return ""
 
 
 class CallingStage(Stage):

@@ -4,6 +4,7 @@ in-process tiny model."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -158,3 +159,19 @@ def test_tiny_local_model_replies_become_error_rows_with_raw_kept(chunks, tmp_pa
     (out / "qa/pairs.parquet").unlink()
     run_recipe(recipe(step, tasks=1), out)
     assert (out / "qa/pairs.parquet").read_bytes() == first
+
+
+def test_new_weights_in_the_same_model_folder_redo_the_step_with_new_requests(chunks, tmp_path):
+    model = tiny_model(tmp_path / "tiny", seed=0)
+    step = ("qa_generate", {"backend": "transformers", "model": str(model), "chunks": str(chunks), "max_tokens": 8,
+                            "n_pairs": 1, "seed": 0, "batch_size": 4})
+    out = tmp_path / "run"
+    first = run_recipe(recipe(step, tasks=1), out)
+    keys = set(pairs(out)["request_key"].drop_nulls())
+    tiny_model(tmp_path / "other", seed=5)
+    shutil.copy(tmp_path / "other" / "model.safetensors", model / "model.safetensors")  # same folder, new weights
+    second = run_recipe(recipe(step, tasks=1), out)
+    assert second.models[0]["sha256"] != first.models[0]["sha256"]
+    new_keys = set(pairs(out)["request_key"].drop_nulls())
+    assert new_keys and not (new_keys & keys)  # no reply of the old weights reused
+    assert set(pairs(out)["model"].drop_nulls()) == {"tiny", "template"}  # the model's id, not where it lies
