@@ -66,8 +66,8 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel], p
         typ, choices, is_list = _field_type(field.annotation)
         if typ is None:
             continue
-        default = field.get_default(call_default_factory=True)
-        help_text = f"{field.description or ''} (default: {default!r})"
+        default = "required" if field.is_required() else f"default: {field.get_default(call_default_factory=True)!r}"
+        help_text = f"{field.description or ''} ({default})"
         dest = prefix + name
         if typ is bool:
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
@@ -75,7 +75,7 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel], p
             parser.add_argument(  # a list option takes several values, or is repeated (--endpoint A --endpoint B)
                 flag, dest=dest, type=typ, choices=choices, nargs="+" if is_list else None, default=None,
                 action="extend" if is_list else "store",
-                help=help_text, metavar=name.upper() if choices is None else None,
+                help=help_text, metavar=extra.get("flag", name).upper() if choices is None else None,
             )
 
 

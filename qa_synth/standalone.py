@@ -38,7 +38,7 @@ _APOS = r"['\u2019]"
 _CONTRACTIONS = {"ve": "have", "re": "are", "ll": "will"}
 
 _LEFTOVER = re.compile(
-    rf"\b([Ww]e|[Oo]urs?|us|[Oo]urselves|[Tt]he authors|[Tt]his (paper|study|work|article)|[Tt]he paper(?! by))\b")
+    r"\b([Ww]e|[Oo]urs?|us|[Oo]urselves|[Tt]he authors|[Tt]his (paper|study|work|article)|[Tt]he paper(?! by))\b")
 
 
 @dataclass
