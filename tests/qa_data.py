@@ -12,6 +12,9 @@ import sys
 import re
 from pathlib import Path
 
+import polars as pl
+import pytest
+
 from schemas import CHUNK, TableWriter
 
 PAPERS = [
@@ -114,3 +117,24 @@ def many_chunk_rows(n_papers: int, per_paper: int) -> list[dict]:
                          "text": text, "section": None, "title": f"Star formation in sample {p}", "first_author": "Nakamura",
                          "year": 2021})
     return rows
+
+
+@pytest.fixture
+def server():
+    """The scripted OpenAI-compatible loopback server answering with :func:`reply`."""
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI(content=reply) as s:
+        yield s
+
+
+@pytest.fixture
+def chunks(tmp_path) -> Path:
+    """The test chunk table (:func:`write_chunks`) in a temporary folder."""
+    return write_chunks(tmp_path / "in")
+
+
+def decisions(out: Path, stage: str) -> dict[str, dict]:
+    """A stage's decisions in a run folder by item id, with their JSON detail parsed."""
+    df = pl.read_parquet(out / f"decisions/{stage}.parquet")
+    return {r["item_id"]: {**r, "detail": json.loads(r["detail"])} for r in df.to_dicts()}

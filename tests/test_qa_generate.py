@@ -3,7 +3,6 @@ in-process tiny model."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI  # noqa: E402
-from qa_data import chunk_rows, generate, recipe, reply, tiny_model, user_turn, write_chunks  # noqa: E402
+from qa_data import chunk_rows, decisions, generate, recipe, reply, tiny_model, user_turn  # noqa: E402
 
 from corpus.run.recipe import run_recipe  # noqa: E402
 from schemas import QA_PAIR, read_polars  # noqa: E402
@@ -21,24 +20,8 @@ from schemas import QA_PAIR, read_polars  # noqa: E402
 ROWS = chunk_rows()
 
 
-@pytest.fixture
-def server():
-    with FakeOpenAI(content=reply) as s:
-        yield s
-
-
-@pytest.fixture
-def chunks(tmp_path) -> Path:
-    return write_chunks(tmp_path / "in")
-
-
 def pairs(out: Path) -> pl.DataFrame:
     return read_polars(out / "qa/pairs.parquet", QA_PAIR)
-
-
-def decisions(out: Path) -> dict[str, dict]:
-    df = pl.read_parquet(out / "decisions/qa_generate.parquet")
-    return {r["item_id"]: {**r, "detail": json.loads(r["detail"])} for r in df.to_dicts()}
 
 
 def test_pairs_in_plan_order_with_metadata_pairs_and_rewriting(server, chunks, tmp_path):
@@ -63,7 +46,7 @@ def test_pairs_in_plan_order_with_metadata_pairs_and_rewriting(server, chunks, t
         'The first author of "Cepheid distances to Type Ia supernova hosts" is Riess.'
     # the paper without metadata: its chunk is asked about, its "We" is left and flagged, no template pair
     bare = ROWS[-1]
-    d = decisions(out)
+    d = decisions(out, "qa_generate")
     assert d[bare["paper_id"]]["reason"] == "no_metadata"
     assert d[bare["chunk_id"]]["detail"]["unresolved_references"] == ["We"] * 3
     assert d["2101.00001#0"]["reason"] == "generated" and d["2101.00001#0"]["detail"]["pairs"] == 3
@@ -95,7 +78,7 @@ def test_malformed_truncated_and_refused_replies(server, chunks, tmp_path):
     assert df.filter(pl.col("chunk_id") == cut["chunk_id"])["pair_id"].to_list() == [f"{cut['chunk_id']}/{n}" for n in (0, 1)]
     row = df.filter(pl.col("chunk_id") == refused["chunk_id"]).row(0, named=True)
     assert row["error"].startswith("request refused: HTTP 400") and "prompt too long" in row["error"]
-    d = decisions(out)
+    d = decisions(out, "qa_generate")
     assert (d[bad["chunk_id"]]["action"], d[bad["chunk_id"]]["reason"]) == ("failed", "unparseable_reply")
     assert d[cut["chunk_id"]]["detail"]["repairs"] == ["truncated"]
     assert d[refused["chunk_id"]]["reason"] == "request_refused"

@@ -11,8 +11,7 @@ import polars as pl
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_openai import FakeOpenAI  # noqa: E402
-from qa_data import chunk_rows, generate, grade, recipe, reply, tiny_model, user_turn, write_chunks  # noqa: E402
+from qa_data import chunk_rows, decisions, generate, grade, recipe, tiny_model, user_turn  # noqa: E402
 
 from corpus.run.recipe import run_recipe  # noqa: E402
 from schemas import GRADE, read_polars  # noqa: E402
@@ -20,24 +19,8 @@ from schemas import GRADE, read_polars  # noqa: E402
 ROWS = chunk_rows()
 
 
-@pytest.fixture
-def server():
-    with FakeOpenAI(content=reply) as s:
-        yield s
-
-
-@pytest.fixture
-def chunks(tmp_path) -> Path:
-    return write_chunks(tmp_path / "in")
-
-
 def grades(out: Path) -> pl.DataFrame:
     return read_polars(out / "qa/grades.parquet", GRADE)
-
-
-def decisions(out: Path) -> dict[str, dict]:
-    df = pl.read_parquet(out / "decisions/qa_grade.parquet")
-    return {r["item_id"]: r for r in df.to_dicts()}
 
 
 def grade_turn(chunk_text: str, question: str, answer: str) -> str:
@@ -60,7 +43,7 @@ def test_llm_pairs_graded_others_skipped_with_reasons(server, chunks, tmp_path):
     assert server.total - generated == llm.height
     assert set(df["model"]) == {"grade-b"} and set(df["template"]) == {"grade@1"} and df["error"].null_count() == df.height
     assert df.filter(pl.col("overall").is_null()).height == 0
-    d = decisions(out)
+    d = decisions(out, "qa_grade")
     assert d["2101.00001/meta/title"]["reason"] == "skipped_template_pair" and d["2101.00001/meta/title"]["action"] == "dropped"
     assert d[f"{broken['chunk_id']}/0"]["reason"] == "skipped_error_row"
     assert len(d) == pairs.height  # every pair has a decision
@@ -86,9 +69,9 @@ def test_unparseable_and_out_of_range_grades_are_error_rows(server, chunks, tmp_
     assert df[0]["error"] == "no JSON object in the reply" and df[0]["raw"] == "I'd give it a solid four." and df[0]["overall"] is None
     assert "7 is outside 1-5" in df[1]["error"] and df[1]["correctness"] is None
     assert (df[2]["correctness"], df[2]["standalone"], df[2]["pertinence"], df[2]["overall"], df[2]["error"]) == (4, 3, 5, 4, None)
-    d = decisions(out)
+    d = decisions(out, "qa_grade")
     assert d[pairs[0]["pair_id"]]["reason"] == "unparseable_grade" and d[pairs[0]["pair_id"]]["action"] == "failed"
-    assert json.loads(d[pairs[2]["pair_id"]]["detail"])["repairs"] == ["code_fence", "trailing_comma", "key_names"]
+    assert d[pairs[2]["pair_id"]]["detail"]["repairs"] == ["code_fence", "trailing_comma", "key_names"]
 
 
 def test_the_generator_may_not_grade_its_own_pairs_unless_allowed(server, chunks, tmp_path):
