@@ -95,11 +95,15 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def served(tiny_lm, tmp_path_factory):
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    proc, port = start_server(tiny_lm, log)
+def served(tmp_path_factory):
+    from qa_data import tiny_model  # its context holds the Q&A prompts
+
+    folder = tmp_path_factory.mktemp("serve")
+    log = folder / "serve.log"
+    model = tiny_model(folder / "model", seed=0)
+    proc, port = start_server(model, log)
     try:
-        yield Served(url=f"http://127.0.0.1:{port}/v1", model=str(tiny_lm), log=log)
+        yield Served(url=f"http://127.0.0.1:{port}/v1", model=str(model), log=log)
     finally:
         stop_server(proc)
 
@@ -176,3 +180,27 @@ def test_the_model_check_refuses_a_name_the_server_does_not_serve_before_any_req
     asyncio.run(check(served.model))  # the pinned model is listed at /v1/models
     with pytest.raises(FatalEndpointError, match="does not serve model 'some-other-model'"):
         asyncio.run(check("some-other-model"))
+
+
+def test_qa_generate_and_rebuild_against_the_real_server(served, chunks, tmp_path):
+    """The stage end to end on real replies: the random model's text does not parse, so every chunk is an
+    error row with the raw reply and the server's token counts; the metadata pairs carry on; a rebuild
+    replays the store (the same bytes) with the server's answers never asked for again."""
+    from corpus.run.recipe import rebuild, run_recipe
+    from qa_data import chunk_rows, generate, recipe
+    from schemas import QA_PAIR, read_polars
+
+    step = generate(served.url, chunks, model=served.model, max_tokens=16, n_pairs=1, max_in_flight=4)
+    manifest = run_recipe(recipe(step, tasks=1), tmp_path / "run")
+    pairs = read_polars(tmp_path / "run" / "qa/pairs.parquet", QA_PAIR)
+    llm = pairs.filter(pairs["kind"] == "llm")
+    assert llm.height == len(chunk_rows())
+    assert llm["error"].null_count() == 0 and (llm["raw"].str.len_chars() > 0).all()
+    assert (llm["prompt_tokens"] > 0).all() and (llm["completion_tokens"] <= 16).all()
+    assert pairs.filter(pairs["kind"] == "template").height > 0
+    assert manifest.models[0]["endpoints"] == [served.url]
+    served_before = served.log.read_text(errors="replace").count("POST /v1/chat/completions")
+    assert served_before >= len(chunk_rows())  # the server logs each request it answers
+    rebuilt, diffs = rebuild(tmp_path / "run" / "manifest.json", tmp_path / "again")
+    assert diffs == []
+    assert served.log.read_text(errors="replace").count("POST /v1/chat/completions") == served_before
