@@ -147,10 +147,10 @@ def test_redact_by_key_name_and_shape():
     clean = redact(data)
     assert clean["api_key"] == REDACTED and clean["nested"][0]["Authorization"] == REDACTED
     assert clean["url"] == "ok" and clean["n"] == 3 and "ghp_" not in clean["note"]
-    for key in ("hf_token", "HF_TOKEN", "apiKey", "OPENAI_API_KEY", "aws_secret_access_key", "password", "x-auth"):
+    for key in ("hf_token", "HF_TOKEN", "apiKey", "OPENAI_API_KEY", "aws_secret_access_key", "password", "x-auth", "access_token", "auth_token"):
         assert is_secret_key(key), key
     for key in ("max_new_tokens", "tokenizer", "author", "authors", "keywords", "monkey", "passage",
-                "min_alpha_token_fraction", "token_budget"):
+                "min_alpha_token_fraction", "token_budget", "eos_token", "pad_token", "bos_token"):
         assert not is_secret_key(key), key
 
 

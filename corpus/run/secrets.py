@@ -51,10 +51,17 @@ def secret_env_values() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+VOCABULARY_TOKENS = {"eos", "bos", "pad", "unk", "sep", "cls", "mask", "special", "separator", "stop"}
+"""Words that make ``<word>_token`` a tokenizer's token (``eos_token``), not a credential."""
+
+
 def is_secret_key(key: str) -> bool:
     """Whether a config key names a secret, by its last word or a word pair (``hf_token``, ``apiKey``,
-    ``aws_secret_access_key``), not by substrings (``max_new_tokens``, ``min_alpha_token_fraction``)."""
+    ``aws_secret_access_key``), not by substrings (``max_new_tokens``, ``min_alpha_token_fraction``)
+    nor a tokenizer's tokens (``eos_token``, ``pad_token``)."""
     words = [w.lower() for w in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", str(key))]
+    if len(words) >= 2 and words[-1] == "token" and words[-2] in VOCABULARY_TOKENS:
+        return False
     return bool(words) and (words[-1] in SECRET_WORDS or any(pair in SECRET_PAIRS for pair in zip(words, words[1:])))
 
 
