@@ -178,7 +178,8 @@ def test_crashed_run_resumes_from_its_last_checkpoint(tiny_lm, tmp_path):
                 raise RuntimeError("simulated crash")
 
     class Steps(TrainerCallback):
-        done: list[int] = []
+        def __init__(self):
+            self.done: list[int] = []
 
         def on_step_end(self, args, state, control, **kwargs):
             self.done.append(state.global_step)
