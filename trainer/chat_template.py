@@ -112,8 +112,11 @@ def read_template(value: str) -> str:
     if "{{" in value or "{%" in value:
         return value
     path = Path(value).expanduser()
-    if path.is_file():
-        return path.read_text(encoding="utf-8")
+    try:
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ChatTemplateError(f"chat_template {value!r:.80}: cannot read it: {e}") from e
     raise ChatTemplateError(
         f"chat_template {value!r} is neither a file, nor a Jinja template (no '{{{{' or '{{%'), nor one of the "
         f"known families {sorted(NAMED)}"

@@ -34,7 +34,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from trainer.chat_template import training_template
+from corpus.run.stage import path_field
+from trainer.chat_template import NAMED, training_template
 from trainer.config import ConfigError, TrainConfig, _as_list
 from trainer.data import DatasetError, dataset_record, mix_in, read_rows, split_validation
 from trainer.run import TrainResult, run_training, sft_trainer_class
@@ -81,10 +82,10 @@ class SFTTrainConfig(TrainConfig):
         "max_length": 4096,
     }
 
-    examples: list[str] = Field(description=(
+    examples: list[str] = path_field(description=(
         "SFT_EXAMPLE parquet file(s) to train on (a run's qa/sft.parquet); their `messages`. A file inside a run "
         "folder must still have the sha256 its manifest.json recorded"))
-    general: list[str] = Field(default_factory=list, description=(
+    general: list[str] = path_field([], description=(
         "general instruction dataset(s) to mix in: .parquet or .jsonl with messages, ShareGPT conversations, "
         "prompt + completion, or Alpaca instruction/input/output rows (as qa_select reads them)"))
     general_ratio: float = Field(0.0, ge=0, description=(
@@ -98,6 +99,15 @@ class SFTTrainConfig(TrainConfig):
         "loss on the assistant's replies and their end-of-turn token only (TRL's field; false: on every token)"))
     lora: LoraSettings | None = Field(None, description=(
         "null: full fine-tuning; {r, alpha, dropout, target_modules, merge}: LoRA adapters through peft"))
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> SFTTrainConfig:
+        """Read a YAML file; relative paths in it, a ``chat_template`` file's included, are relative to its folder."""
+        config = super().from_yaml(path)
+        value = config.chat_template
+        if value and value not in NAMED and "{{" not in value and "{%" not in value:
+            config = config.model_copy(update={"chat_template": str(Path(path).parent.resolve() / Path(value).expanduser())})
+        return config
 
     @field_validator("examples", "general", mode="before")
     @classmethod
