@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from trainer.chat_template import CHATML, ChatTemplateError, check_marked, has_markers, training_template
+from trainer.chat_template import (
+    CHATML,
+    ChatTemplateError,
+    check_marked,
+    has_markers,
+    training_template,
+)
 
 CHAT = [
     {"role": "system", "content": "You are an astronomer."},
@@ -161,7 +167,7 @@ def test_training_batches_carry_labels_only_on_the_replies_and_their_end_of_turn
     from trainer.sft import SFTTrainConfig, build_sft_trainer
 
     config = SFTTrainConfig(**sft_config(llama_lm, write_sft(tmp_path / "sft.parquet"), tmp_path / "out"))
-    trainer, records, extra = build_sft_trainer(config)
+    trainer, _records, extra = build_sft_trainer(config)
     assert extra["chat_template"] == {"source": "llama3", "end_of_turn": "<|eot_id|>"}
     tok = trainer.processing_class
     answers = dict(QA)
@@ -217,6 +223,7 @@ def test_sft_from_the_command_line_trains_saves_a_model_that_generates_and_links
     assert record["run_manifest_sha256"] == sha256_file(run / "manifest.json")
     assert manifest["steps"][0]["examples"] == {"train": 12, "general": 0, "validation": 4, "cut_at_max_length": 0,
                                                 "left_out_fully_masked": 0}
+    assert manifest["steps"][0]["base_manifest"] is None  # the base is no trainer's output
     outputs = {o["path"]: o["sha256"] for o in manifest["outputs"]}
     assert outputs["model.safetensors"] == sha256_file(out / "model.safetensors")
     assert "chat_template.jinja" in outputs or "tokenizer_config.json" in outputs
@@ -314,3 +321,4 @@ def test_the_example_config_reads_with_paths_relative_to_it():
     root = path.parent.parent.resolve()
     assert config.examples == [str(root / "demo-out" / "qa" / "sft.parquet")]
     assert config.model == str(root / "cpt-out") and config.output_dir == str(root / "sft-out")
+    assert config.lora is None and config.assistant_only_loss and config.chat_template is None

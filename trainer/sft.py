@@ -35,9 +35,16 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from corpus.run.stage import path_field
+from schemas import SFT_EXAMPLE
 from trainer.chat_template import NAMED, training_template
 from trainer.config import ConfigError, TrainConfig, _as_list
-from trainer.data import DatasetError, dataset_record, mix_in, read_rows, split_validation
+from trainer.data import (
+    DatasetError,
+    dataset_record,
+    mix_in,
+    read_rows,
+    split_validation,
+)
 from trainer.run import TrainResult, run_training, sft_trainer_class
 
 __all__ = ["LoraSettings", "SFTTrainConfig", "build_sft_trainer", "train_sft"]
@@ -172,7 +179,7 @@ def build_sft_trainer(config: SFTTrainConfig):
 
     records, chats = [], []
     for path in config.examples:
-        rows, record = read_rows(path, _sft_table(), ["example_id", "messages"], "examples")
+        rows, record = read_rows(path, SFT_EXAMPLE, ["example_id", "messages"], "examples")
         chats += [_chat(r["messages"], f"{record['path']}: example {r['example_id']}") for r in rows]
         records.append(record)
     train, held_out = split_validation(chats, config.validation_fraction, config.seed)
@@ -211,14 +218,18 @@ def build_sft_trainer(config: SFTTrainConfig):
                      "cut_at_max_length": at_max, "left_out_fully_masked": len(train) - kept},
         "mixing": mixing,
         "lora": config.lora.model_dump() if config.lora else None,
+        "base_manifest": _base_manifest(model),
     }
     return trainer, records, extra
 
 
-def _sft_table():
-    from schemas import SFT_EXAMPLE
+def _base_manifest(model: str) -> dict | None:
+    """The base model folder's own manifest (a CPT output's), path and sha256: the link back to its data."""
+    from corpus.run.manifest import MANIFEST_NAME
+    from schemas import sha256_file
 
-    return SFT_EXAMPLE
+    path = Path(model) / MANIFEST_NAME
+    return {"path": str(path), "sha256": sha256_file(path)} if path.is_file() else None
 
 
 def merge_lora(output_dir: Path, base: str) -> Path:
