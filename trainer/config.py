@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from corpus.run.secrets import describe_error
 from corpus.run.stage import absolutize, path_field
 
 __all__ = ["CPTConfig", "ConfigError", "TrainConfig", "sft_config_fields"]
@@ -135,8 +136,8 @@ class TrainConfig(BaseModel):
             data["resume_from_checkpoint"] = str(base / Path(resume).expanduser())
         try:
             return absolutize(cls(**data), base)
-        except ValueError as e:
-            raise ConfigError(f"{path}: {e}") from e
+        except ValueError as e:  # pydantic's errors without the input values (a secret, maybe)
+            raise ConfigError(f"{path}: {describe_error(e)}") from e
 
     @classmethod
     def load(cls, config: TrainConfig | dict | str | os.PathLike, **overrides: Any) -> TrainConfig:
