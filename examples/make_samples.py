@@ -9,8 +9,9 @@ Writes, deterministically (same bytes every time), into a folder:
 - ``src/<id>.gz``: LaTeX sources as arXiv serves them: a gzipped tar (main file plus an
   ``\\input`` section and macros) or a single gzipped ``.tex``;
 - ``questions.json``: two benchmark questions (AstroMLab-1 layout), one lifted from a paper;
-- ``models/generator``, ``models/grader``: two tiny random chat models (``examples/tiny_lm.py``) for the
-  Q&A steps, so the demo calls real models in process with no download (``--no-models`` skips them).
+- ``models/generator``, ``models/grader``, ``models/base``: tiny random chat models (``examples/tiny_lm.py``)
+  for the Q&A steps and the training examples, so the demo calls and trains real models in process with no
+  download (``--no-models`` skips them).
 
 One paper is deposited twice (the second copy with 1% of its words edited), and one carries an
 Annual Review journal reference, so the curation steps have something to drop.
@@ -383,8 +384,9 @@ def write_samples(out: str | Path) -> Path:
     return out
 
 
-MODELS = {"generator": 1, "grader": 2}
-"""The demo's two tiny random chat models (folder name: seed): one writes Q&A, the other grades them."""
+MODELS = {"generator": 1, "grader": 2, "base": 3}
+"""The demo's tiny random chat models (folder name: seed): one writes Q&A, another grades them, and the
+third is the base model that ``train cpt`` continues on the corpus and ``train sft`` then fine-tunes."""
 
 
 def write_models(out: str | Path) -> dict[str, Path]:

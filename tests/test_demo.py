@@ -185,3 +185,32 @@ def test_the_step_by_step_commands_build_one_verifiable_rebuildable_run(demo, tm
     assert main(["curate", "clean", "--out", out, "--quiet"]) == 0  # the tampered output is redone, not blessed
     assert main(["verify", str(tmp_path / "run1" / "manifest.json"), "--quiet"]) == 0
     assert {e.path: e.sha256 for e in Manifest.load(tmp_path / "run1" / "manifest.json").outputs} == by_path
+
+
+def test_train_cpt_then_sft_from_the_demo_run_gives_a_model_that_generates_and_links_its_data(demo):
+    """The README's `make demo` tail: examples/cpt.yaml on the demo's corpus, then examples/sft.yaml on its
+    qa/sft.parquet with the CPT output as base; each manifest links back to the run files it consumed."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base, runs = demo
+    conf = base / "conf"
+    conf.mkdir(exist_ok=True)
+    for name in ("cpt.yaml", "sft.yaml"):  # the example configs, reading this test's demo run (out1)
+        (conf / name).write_text((ROOT / "examples" / name).read_text().replace("../demo-out", "../out1"))
+    assert main(["train", "cpt", str(conf / "cpt.yaml"), "--quiet"]) == 0
+    assert main(["train", "sft", str(conf / "sft.yaml"), "--quiet"]) == 0
+    run_manifest = base / "out1" / "manifest.json"
+    outputs = {e.path: e.sha256 for e in runs[1].outputs}
+    for folder, consumed in (("cpt-out", "corpus.parquet"), ("sft-out", "qa/sft.parquet")):
+        manifest = json.loads((base / folder / "manifest.json").read_text())
+        (record,) = manifest["steps"][0]["datasets"]
+        assert record["path"] == str(base / "out1" / consumed) and record["sha256"] == outputs[consumed]
+        assert record["run_manifest"] == str(run_manifest)
+    sft = json.loads((base / "sft-out" / "manifest.json").read_text())
+    assert sft["steps"][0]["base_manifest"]["path"] == str(base / "cpt-out" / "manifest.json")
+    tokenizer = AutoTokenizer.from_pretrained(base / "sft-out")
+    model = AutoModelForCausalLM.from_pretrained(base / "sft-out")
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is a pulsar?"}], add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True)
+    out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > prompt["input_ids"].shape[1]
