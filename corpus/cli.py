@@ -231,6 +231,12 @@ EXTRA_VERBS["text"] = (
     _text_args, cmd_text,
 )
 
+# The command line is the one place that mounts every package: `train cpt|sft` comes from trainer.cli
+# (argparse only; torch, transformers and TRL are imported when a training command runs).
+from trainer.cli import HELP as _TRAIN_HELP, add_train_arguments, cmd_train  # noqa: E402
+
+EXTRA_VERBS["train"] = (_TRAIN_HELP, lambda p: add_train_arguments(p, [common_options()]), cmd_train)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
