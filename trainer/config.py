@@ -44,6 +44,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from corpus.run.secrets import describe_error
+from corpus.run.stage import absolutize, path_field
+
 __all__ = ["CPTConfig", "ConfigError", "TrainConfig", "sft_config_fields"]
 
 
@@ -76,9 +79,9 @@ class TrainConfig(BaseModel):
     OURS_NOT_TRL: ClassVar[frozenset[str]] = frozenset({"resume_from_checkpoint"})
     """Declared fields named like a TRL field but with our meaning: never passed to ``SFTConfig``."""
 
-    model: str = Field(description="base model folder (config, weights, tokenizer), e.g. a local copy of "
+    model: str = path_field(description="base model folder (config, weights, tokenizer), e.g. a local copy of "
                                    "meta-llama/Llama-3.1-8B made with `hf download ... --local-dir DIR`")
-    output_dir: str = Field(description="where checkpoints (checkpoint-N/), the final model and manifest.json go "
+    output_dir: str = path_field(description="where checkpoints (checkpoint-N/), the final model and manifest.json go "
                                         "(TRL's field; `--out` on the command line overrides it)")
     seed: int = Field(42, description="seed of the data mixing, the validation split and training (TRL's `seed`)")
     validation_fraction: float = Field(0.01, ge=0, lt=1, description=(
@@ -116,7 +119,8 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> TrainConfig:
-        """Read a YAML file (a mapping of fields). Relative paths in it are relative to the working directory."""
+        """Read a YAML file (a mapping of fields). Relative paths in it (the path fields, and
+        ``resume_from_checkpoint`` when a folder) are relative to the file's folder, as in recipes."""
         import yaml
 
         path = Path(path)
@@ -126,10 +130,14 @@ class TrainConfig(BaseModel):
             raise ConfigError(f"{path}: cannot read the config: {e}") from e
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config is a mapping of fields, got {type(data).__name__}")
+        base = path.parent.resolve()
+        resume = data.get("resume_from_checkpoint", "auto")
+        if isinstance(resume, str) and resume != "auto":
+            data["resume_from_checkpoint"] = str(base / Path(resume).expanduser())
         try:
-            return cls(**data)
-        except ValueError as e:
-            raise ConfigError(f"{path}: {e}") from e
+            return absolutize(cls(**data), base)
+        except ValueError as e:  # pydantic's errors without the input values (a secret, maybe)
+            raise ConfigError(f"{path}: {describe_error(e)}") from e
 
     @classmethod
     def load(cls, config: TrainConfig | dict | str | os.PathLike, **overrides: Any) -> TrainConfig:
@@ -164,7 +172,7 @@ class TrainConfig(BaseModel):
         the user's values < ``fixed`` (what the trainer must set; a user value contradicting one is refused)."""
         from trl import SFTConfig
 
-        from trainer.run import precision_kwargs
+        from trainer.run import device_kwargs
 
         user = self.trl_values()
         for key, value in fixed.items():
@@ -172,10 +180,10 @@ class TrainConfig(BaseModel):
                 raise ConfigError(f"{key}={user[key]!r} cannot be used here: this trainer sets {key}={value!r}; "
                                   f"remove {key!r} from the config")
         values: dict[str, Any] = {**self.REFERENCE}
-        if "bf16" not in user and "fp16" not in user:
-            values.update(precision_kwargs(self.device))
-        elif self.device == "cpu":
-            values["use_cpu"] = True
+        by_device = device_kwargs(self.device)
+        if "bf16" in user or "fp16" in user:  # the user chose the precision
+            by_device = {k: v for k, v in by_device.items() if k not in ("bf16", "fp16")}
+        values.update(by_device)
         values.update(defaults or {})
         values.update(user)
         values.update(fixed)
@@ -201,10 +209,10 @@ class CPTConfig(TrainConfig):
         "max_grad_norm": 1.0,
     }
 
-    corpus: list[str] = Field(description=(
+    corpus: list[str] = path_field(description=(
         "DOCUMENT parquet file(s) to train on (a run's corpus.parquet); their `text` column, rows with no text "
         "counted and skipped. A file inside a run folder must still have the sha256 its manifest.json recorded"))
-    general: list[str] = Field(default_factory=list, description=(
+    general: list[str] = path_field([], description=(
         "general text to mix in against forgetting: .parquet or .jsonl file(s) with a `text` column"))
     general_ratio: float = Field(0.0, ge=0, description=(
         "characters of general text per character of corpus text (e.g. 0.1), drawn as whole documents in a "

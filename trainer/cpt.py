@@ -113,7 +113,8 @@ def build_cpt_trainer(config: CPTConfig):
         train_dataset=Dataset.from_dict({"text": train}),
         eval_dataset=Dataset.from_dict({"text": held_out}) if held_out else None,
     )
-    extra = {"eos_token": eos, "documents": {"train": len(train) - len(general), "general": len(general),
+    # "document_separator": a key named *_token would be redacted as a secret in the manifest
+    extra = {"document_separator": eos, "document_separator_id": tokenizer.convert_tokens_to_ids(eos), "documents": {"train": len(train) - len(general), "general": len(general),
                                              "validation": len(held_out)}, "mixing": mixing}
     return trainer, records, extra
 

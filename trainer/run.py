@@ -34,7 +34,7 @@ from typing import Any
 from corpus.run.manifest import MANIFEST_NAME, Manifest, now, output_entry, run_record
 
 __all__ = [
-    "TrainResult", "estimate", "perplexity", "precision_kwargs", "resolve_device", "resume_checkpoint",
+    "TrainResult", "device_kwargs", "estimate", "perplexity", "resolve_device", "resume_checkpoint",
     "run_training", "sft_trainer_class",
 ]
 
@@ -63,15 +63,16 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def precision_kwargs(device: str) -> dict[str, Any]:
-    """TRL precision fields for a device: bf16 on a CUDA device that supports it, else fp16; fp32 on CPU
-    (TRL's default bf16 fails on CPU). ``use_cpu`` when the CPU is chosen explicitly."""
+def device_kwargs(device: str) -> dict[str, Any]:
+    """TRL fields a device decides: precision (bf16 on a CUDA device that supports it, else fp16; fp32 on
+    CPU, where TRL's default bf16 fails); on CPU no pinned memory, and ``use_cpu`` when chosen explicitly."""
     import torch
 
     if resolve_device(device) == "cuda":
         bf16 = torch.cuda.is_bf16_supported()
         return {"bf16": bf16, "fp16": not bf16}
-    return {"bf16": False, "fp16": False, **({"use_cpu": True} if device == "cpu" else {})}
+    return {"bf16": False, "fp16": False, "dataloader_pin_memory": False,
+            **({"use_cpu": True} if device == "cpu" else {})}
 
 
 # ---------------------------------------------------------------------------------------- resume
@@ -239,8 +240,12 @@ def run_training(trainer, config, *, kind: str, datasets: list[dict], extra: dic
 
     result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = dict(result.metrics)
-    if trainer.eval_dataset is not None:
-        metrics.update(trainer.evaluate())
+    if trainer.eval_dataset is not None:  # the final evaluation, unless the last step just had one
+        evaluated = [e for e in trainer.state.log_history if "eval_loss" in e]
+        if evaluated and evaluated[-1].get("step") == trainer.state.global_step:
+            metrics.update({k: v for k, v in evaluated[-1].items() if k.startswith("eval_")})
+        else:
+            metrics.update(trainer.evaluate())
     trainer.save_model(str(out))  # every process: FSDP/DeepSpeed gather the weights
     trainer.save_state()
     trainer.accelerator.wait_for_everyone()
