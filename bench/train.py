@@ -16,12 +16,13 @@ fixture texts), the texts (the unarXive full texts and arXiv abstracts of the sh
 one DOCUMENT Parquet file), their tokenisation (text + the tokenizer's EOS, tokenised as TRL does) and
 packing (``wrapped``: documents concatenated and cut into blocks of ``--seq`` tokens), batch size,
 optimiser and schedule (AdamW, lr 6e-5 cosine to 10%, weight decay 0.1, betas 0.9/0.95, clip 1.0),
-steps, seed, precision (fp32 on CPU, bf16 on CUDA), and what is off: evaluation, saving, logging,
-reporting, dataloader workers. tokens/s = trained tokens (steps x batch x sequence length) / the wall time
+steps, seed, precision (fp32 on CPU; on CUDA bf16 autocast over fp32 weights, as TRL loads a model), and
+what is off: gradient checkpointing (TRL defaults it on), evaluation, saving, logging, reporting,
+dataloader workers. One torch thread on CPU by default (``--threads``). tokens/s = trained tokens (steps x batch x sequence length) / the wall time
 of the training loop only: from ``on_train_begin`` to ``on_train_end`` of one callback added the same way
 to both trainers, so model loading, dataset preparation and the final save are outside it.
 
-Usage: ``python bench/train.py [--quick] [--pairs N] [--steps N]``. Human-readable progress on stderr.
+Usage: ``python bench/train.py [--quick] [--pairs N] [--steps N] [--threads N]``. Human-readable progress on stderr.
 """
 
 from __future__ import annotations
