@@ -193,8 +193,13 @@ def run_anchor(model_dir: Path, blocks: list[list[int]], out: Path, *, batch: in
     """A plain ``transformers.Trainer`` on the packed blocks; returns tokens/s of the training loop."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer, \
-        TrainingArguments
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainingArguments,
+    )
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     # fp32 weights, as TRL loads a model given by path; on CUDA `bf16=True` autocasts (mixed precision)

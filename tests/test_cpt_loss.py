@@ -10,10 +10,10 @@ pytest.importorskip("trl")
 
 def test_cpu_loss_and_gradients_equal_trls_fused_head(tmp_path, tiny_lm):
     import torch
+    from tiny_lm import TEXT
     from trl import SFTTrainer
 
     from schemas import DOCUMENT, write_table
-    from tiny_lm import TEXT
     from trainer.config import CPTConfig
     from trainer.cpt import build_cpt_trainer
 
