@@ -26,7 +26,46 @@ from trainer.config import ConfigError, CPTConfig
 from trainer.data import mix_in, read_documents, read_general_text, split_validation
 from trainer.run import TrainResult, run_training, sft_trainer_class
 
-__all__ = ["build_cpt_trainer", "train_cpt"]
+__all__ = ["build_cpt_trainer", "cpt_trainer_class", "train_cpt"]
+
+_CPT_TRAINER_CLASS = None
+
+
+def fused_head_has_kernel(device) -> bool:
+    """Whether TRL's fused LM head runs its Triton kernel on ``device`` (CUDA/XPU with triton installed), as
+    TRL decides it (``trl.kernels.chunked_logprob._use_triton``)."""
+    import importlib.util
+
+    return device.type in ("cuda", "xpu") and importlib.util.find_spec("triton") is not None
+
+
+def cpt_trainer_class():
+    """Our SFTTrainer (:func:`trainer.run.sft_trainer_class`) whose loss, on a device where TRL's fused LM
+    head has no Triton kernel (the CPU), is transformers' own causal-LM loss.
+
+    TRL 1.16's ``SFTTrainer.compute_loss`` always calls the model with ``fused_lm_head=True``: per-token
+    log-probabilities (plus entropy and top-1 for its logged metrics) computed without the full logits, and
+    the logits recomputed in the backward pass. On CUDA that is one Triton kernel and saves the
+    ``tokens x vocabulary`` logits (gigabytes at sequence 8192 with Llama-3's 128k vocabulary): kept there.
+    Without Triton it falls back to plain torch ops that make about ten full-size float32 passes over the
+    ``tokens x vocabulary`` tile plus the recomputation, which bench/train.py measured at ~20% of a CPU step
+    (hidden 512, 4 layers, vocabulary 8,000). The plain loss is the same mean token NLL over the labelled
+    positions (``num_items_in_batch`` honoured the same way); only TRL's logged ``entropy`` and
+    ``mean_token_accuracy`` are absent on CPU.
+    """
+    global _CPT_TRAINER_CLASS
+    if _CPT_TRAINER_CLASS is None:
+        from transformers import Trainer
+
+        class CPTTrainer(sft_trainer_class()):
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+                if fused_head_has_kernel(inputs["input_ids"].device):
+                    return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+                inputs["use_cache"] = False
+                return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+        _CPT_TRAINER_CLASS = CPTTrainer
+    return _CPT_TRAINER_CLASS
 
 
 def resolve_eos(tokenizer, eos_token: str | None) -> str:
@@ -69,7 +108,7 @@ def build_cpt_trainer(config: CPTConfig):
 
     args = config.to_sft_config({"eval_strategy": "steps"} if held_out else {},
                                 packing=True, dataset_text_field="text", eos_token=eos)
-    trainer = sft_trainer_class()(
+    trainer = cpt_trainer_class()(
         model=config.model, args=args, processing_class=tokenizer,
         train_dataset=Dataset.from_dict({"text": train}),
         eval_dataset=Dataset.from_dict({"text": held_out}) if held_out else None,
