@@ -225,3 +225,14 @@ def test_sagecorpus_train_cpt_command(tiny_lm, tmp_path, capsys):
     assert (tmp_path / "out" / "model.safetensors").is_file() and not (tmp_path / "ignored").exists()
     assert main(["train", "cpt", str(tmp_path / "missing.yaml")]) == 2  # one line, not a traceback
     assert "missing.yaml: cannot read the config" in capsys.readouterr().err
+
+
+def test_fsdp_activation_checkpointing_turns_trls_gradient_checkpointing_off(monkeypatch, tmp_path):
+    """accelerate launch with examples/accelerate/fsdp.yaml sets FSDP_ACTIVATION_CHECKPOINTING=true; transformers
+    refuses TRL's gradient checkpointing beside it, so TRL's default (on) must yield, while a CPU run keeps it."""
+    from trainer.config import CPTConfig
+
+    config = CPTConfig(model=str(tmp_path), corpus=[str(tmp_path / "c.parquet")], output_dir=str(tmp_path / "o"))
+    assert config.to_sft_config().gradient_checkpointing is True  # TRL's default
+    monkeypatch.setenv("FSDP_ACTIVATION_CHECKPOINTING", "true")
+    assert config.to_sft_config().gradient_checkpointing is False

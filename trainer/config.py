@@ -184,6 +184,10 @@ class TrainConfig(BaseModel):
         if "bf16" in user or "fp16" in user:  # the user chose the precision
             by_device = {k: v for k, v in by_device.items() if k not in ("bf16", "fp16")}
         values.update(by_device)
+        if os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true":
+            # `accelerate launch` with FSDP's own activation checkpointing (examples/accelerate/fsdp.yaml):
+            # transformers refuses TRL's gradient checkpointing beside it, so TRL's default (on) yields
+            values["gradient_checkpointing"] = False
         values.update(defaults or {})
         values.update(user)
         values.update(fixed)
