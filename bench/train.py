@@ -18,9 +18,10 @@ packing (``wrapped``: documents concatenated and cut into blocks of ``--seq`` to
 optimiser and schedule (AdamW, lr 6e-5 cosine to 10%, weight decay 0.1, betas 0.9/0.95, clip 1.0),
 steps, seed, precision (fp32 on CPU; on CUDA bf16 autocast over fp32 weights, as TRL loads a model), and
 what is off: gradient checkpointing (TRL defaults it on), evaluation, saving, logging, reporting,
-dataloader workers. One torch thread on CPU by default (``--threads``). tokens/s = trained tokens (steps x batch x sequence length) / the wall time
-of the training loop only: from ``on_train_begin`` to ``on_train_end`` of one callback added the same way
-to both trainers, so model loading, dataset preparation and the final save are outside it.
+dataloader workers. One torch thread on CPU by default (``--threads``). tokens/s = trained tokens
+((steps - 1) x batch x sequence length) / the wall time of the training loop after its first step: from
+``on_step_end`` of step 1 to ``on_train_end`` of one callback added the same way to both trainers, so model
+loading, dataset preparation, first-step warm-up and the final save are outside it.
 
 Usage: ``python bench/train.py [--quick] [--pairs N] [--steps N] [--threads N]``. Human-readable progress on stderr.
 """
@@ -152,9 +153,12 @@ class Clock:
 
         class Timer(TrainerCallback):
             def on_train_begin(self, args, state, control, **kw):
-                _sync()
-                self.t0 = time.perf_counter()
                 self.step0 = state.global_step
+
+            def on_step_end(self, args, state, control, **kw):
+                if state.global_step == self.step0 + 1:  # the first step (lazy set-up, warm-up) is not timed
+                    _sync()
+                    self.t0 = time.perf_counter()
 
             def on_train_end(self, args, state, control, **kw):
                 _sync()
@@ -213,7 +217,7 @@ def run_anchor(model_dir: Path, blocks: list[list[int]], out: Path, *, batch: in
     seconds, done = clock.last()
     if done != steps:
         raise RuntimeError(f"anchor trained {done} steps, not {steps}")
-    return steps * batch * len(blocks[0]) / seconds
+    return (steps - 1) * batch * len(blocks[0]) / seconds  # the first step is not timed
 
 
 def run_ours(model_dir: Path, corpus: Path, out: Path, *, batch: int, seq: int, steps: int, cuda: bool,
@@ -230,7 +234,7 @@ def run_ours(model_dir: Path, corpus: Path, out: Path, *, batch: int, seq: int, 
     seconds, done = clock.last()
     if done != steps:
         raise RuntimeError(f"ours trained {done} steps, not {steps}")
-    return steps * batch * seq / seconds
+    return (steps - 1) * batch * seq / seconds  # the first step is not timed
 
 
 # ------------------------------------------------------------------------------------------- figures
@@ -327,6 +331,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     pairs = args.pairs or (2 if args.quick else 5)
     steps = args.steps or (3 if args.quick else 6)
+    if steps < 2:
+        sys.exit("--steps must be at least 2: the first step is not timed")
     texts = fixture_texts()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         tmp = Path(tmp)
