@@ -99,3 +99,41 @@ def write_json_atomic(path: str | os.PathLike, data: Any, indent: int | None = N
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, sort_keys=True, indent=indent))
     tmp.replace(path)
+
+
+def iter_records(path: str | os.PathLike, error: type[Exception] = ValueError, columns: list[str] | None = None,
+                 what: str = "file"):
+    """``(where, row)`` for each row of a ``.parquet`` file or each object line of a ``.jsonl`` file, in file
+    order (``where``: ``"row N"`` / ``"line N"``, 1-based; blank lines skipped). A file that cannot be read,
+    a line that is not JSON or not an object, or another suffix raises ``error`` naming the file and where."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(path)
+        except Exception as e:
+            raise error(f"{path}: not a readable Parquet file: {e}") from e
+        missing = [c for c in columns or () if c not in pf.schema_arrow.names]
+        if missing:
+            raise error(f"{path}: no {', '.join(f'`{c}`' for c in missing)} column (columns: {pf.schema_arrow.names})")
+        n = 0
+        for batch in pf.iter_batches(batch_size=1024, columns=columns):
+            for row in batch.to_pylist():
+                n += 1
+                yield f"row {n}", row
+    elif suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise error(f"{path}: line {n}: not valid JSON: {e}") from e
+                if not isinstance(row, dict):
+                    raise error(f"{path}: line {n}: not a JSON object")
+                yield f"line {n}", row
+    else:
+        raise error(f"{path}: unknown {what} type {suffix!r} (use .parquet or .jsonl)")

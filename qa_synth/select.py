@@ -52,6 +52,7 @@ from corpus.curate import text as T
 from corpus.curate.decontaminate import load_index, load_questions
 from corpus.curate.dedup import cluster_pairs
 from corpus.curate.filters import ensure_some_kept
+from corpus.files import iter_records
 from corpus.curate.minhash import DedupConfig, SignatureStore
 from corpus.run.progress import note, progress
 from corpus.run.stage import (
@@ -243,33 +244,10 @@ def read_general(path: str | Path) -> Iterator[list[dict]]:
     raises :class:`GeneralDatasetError` naming the file, the row and the problem.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
     if not path.is_file():
         raise GeneralDatasetError(f"{path}: general dataset not found")
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            pf = pq.ParquetFile(path)
-        except Exception as e:
-            raise GeneralDatasetError(f"{path}: not a readable Parquet file: {e}") from e
-        n = 0
-        for batch in pf.iter_batches(batch_size=1024):
-            for row in batch.to_pylist():
-                n += 1
-                yield _chat(row, f"{path}: row {n}")
-    elif suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise GeneralDatasetError(f"{path}: line {n}: not valid JSON: {e}") from e
-                yield _chat(row, f"{path}: line {n}")
-    else:
-        raise GeneralDatasetError(f"{path}: unknown general dataset type {suffix!r} (use .parquet or .jsonl)")
+    for where, row in iter_records(path, GeneralDatasetError, what="general dataset"):
+        yield _chat(row, f"{path}: {where}")
 
 
 def count_general(path: str | Path) -> int:

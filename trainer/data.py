@@ -17,12 +17,12 @@ training node's RAM.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from corpus.files import iter_records
 from corpus.run.manifest import MANIFEST_NAME, FileEntry, Manifest, input_entry
 from schemas import DOCUMENT, SchemaError, Table, read_table, sha256_file, table_of
 
@@ -126,28 +126,13 @@ def read_general_text(path: str | Path, role: str = "general") -> tuple[list[str
     record. Empty texts are skipped and counted; a row without a string ``text`` is an error naming it."""
     record = dataset_record(path, role)
     p = Path(record["path"])
-    raw: list[tuple[str, Any]] = []
-    if p.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        names = pq.read_schema(p).names
-        if "text" not in names:
-            raise DatasetError(f"{p}: no `text` column (columns: {names})")
-        raw = [(f"row {i + 1}", t) for i, t in enumerate(pq.read_table(p, columns=["text"]).column("text").to_pylist())]
-    elif p.suffix == ".jsonl":
-        with open(p, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DatasetError(f"{p}: line {n}: not valid JSON: {e}") from e
-                if not isinstance(row, dict) or "text" not in row:
-                    raise DatasetError(f"{p}: line {n}: no `text` key")
-                raw.append((f"line {n}", row["text"]))
-    else:
+    if p.suffix.lower() not in (".parquet", ".jsonl"):
         raise DatasetError(f"{p}: unknown general dataset type {p.suffix!r} (use .parquet or .jsonl with a `text` column)")
+    raw: list[tuple[str, Any]] = []
+    for where, row in iter_records(p, DatasetError, columns=["text"] if p.suffix.lower() == ".parquet" else None):
+        if "text" not in row:
+            raise DatasetError(f"{p}: {where}: no `text` key")
+        raw.append((where, row["text"]))
     for where, text in raw:
         if text is not None and not isinstance(text, str):
             raise DatasetError(f"{p}: {where}: `text` is {type(text).__name__}, not a string")
