@@ -21,6 +21,8 @@ TRAINERS = {
     "sft": ("trainer.sft", "train_sft", "supervised fine-tuning on SFT examples (chat template, loss on the "
                                         "assistant's turns; LoRA optional)"),
 }
+CONFIGS = {"cpt": ("trainer.config", "CPTConfig"), "sft": ("trainer.sft", "SFTTrainConfig")}
+"""Each trainer's config class (importing them loads pydantic models only, no torch)."""
 HELP = "train a model with TRL: continued pretraining (cpt) or supervised fine-tuning (sft)"
 
 
@@ -29,16 +31,14 @@ def _epilog(kind: str) -> str:
         "The CONFIG file is a YAML mapping. Besides the fields below, any field of TRL's SFTConfig / "
         "transformers' TrainingArguments (learning_rate, gradient_accumulation_steps, save_steps, ...) "
         "passes through unchanged.", 100)]
-    if kind == "cpt":  # pydantic only: cheap
-        from trainer.config import CPTConfig
-
-        lines.append(textwrap.fill("Reference defaults for TRL fields (given ones win): " + ", ".join(
-            f"{k} {v!r}" for k, v in CPTConfig.REFERENCE.items()) + ".", 100))
-        lines.append("")
-        for name, field in CPTConfig.model_fields.items():
-            default = "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
-            lines.append(textwrap.fill(f"{name} ({default}): {field.description}", 100,
-                                       initial_indent="  ", subsequent_indent="      "))
+    config_class = getattr(importlib.import_module(CONFIGS[kind][0]), CONFIGS[kind][1])  # pydantic only: cheap
+    lines.append(textwrap.fill("Reference defaults for TRL fields (given ones win): " + ", ".join(
+        f"{k} {v!r}" for k, v in config_class.REFERENCE.items()) + ".", 100))
+    lines.append("")
+    for name, field in config_class.model_fields.items():
+        default = "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
+        lines.append(textwrap.fill(f"{name} ({default}): {field.description}", 100,
+                                   initial_indent="  ", subsequent_indent="      "))
     return "\n".join(lines)
 
 
