@@ -12,7 +12,13 @@ from typing import Any
 
 METADATA_TEMPLATE = "metadata@1"
 METADATA_MODEL = "template"
-FIELDS = ("title", "first_author", "year", "arxiv_id")
+TEMPLATES = {  # field: (question, answer); a pair needs the title and the field's value (the title's: the arXiv id)
+    "title": ("What is the title of the arXiv paper {arxiv_id}?", 'The arXiv paper {arxiv_id} is titled "{title}".'),
+    "first_author": ('Who is the first author of the paper titled "{title}"?', 'The first author of "{title}" is {first_author}.'),
+    "year": ('In what year was the paper titled "{title}" first released?', '"{title}" was first released in {year}.'),
+    "arxiv_id": ('What is the arXiv identifier of the paper titled "{title}"?', 'The arXiv identifier of "{title}" is {arxiv_id}.'),
+}
+FIELDS = tuple(TEMPLATES)
 _ARXIV_ID = re.compile(r"^(\d{4}\.\d{4,5}|[a-z][a-z.-]*/\d{7})$", re.IGNORECASE)
 
 
@@ -25,19 +31,9 @@ def metadata_pairs(paper_id: str, title: str | None, first_author: str | None, y
     """``(pairs, missing)``: one ``{"field", "question", "answer"}`` per field that can be asked about,
     in :data:`FIELDS` order, and the fields that could not (their metadata, or the title naming the
     paper, is missing)."""
-    aid = arxiv_id(paper_id)
-    pairs = []
-    if title and aid:
-        pairs.append({"field": "title", "question": f"What is the title of the arXiv paper {aid}?",
-                      "answer": f'The arXiv paper {aid} is titled "{title}".'})
-    if title and first_author:
-        pairs.append({"field": "first_author", "question": f'Who is the first author of the paper titled "{title}"?',
-                      "answer": f'The first author of "{title}" is {first_author}.'})
-    if title and year:
-        pairs.append({"field": "year", "question": f'In what year was the paper titled "{title}" first released?',
-                      "answer": f'"{title}" was first released in {year}.'})
-    if title and aid:
-        pairs.append({"field": "arxiv_id", "question": f'What is the arXiv identifier of the paper titled "{title}"?',
-                      "answer": f'The arXiv identifier of "{title}" is {aid}.'})
+    values = {"title": title, "first_author": first_author, "year": year, "arxiv_id": arxiv_id(paper_id)}
+    pairs = [{"field": field, "question": question.format(**values), "answer": answer.format(**values)}
+             for field, (question, answer) in TEMPLATES.items()
+             if title and values["arxiv_id" if field == "title" else field]]
     made = {p["field"] for p in pairs}
     return pairs, [f for f in FIELDS if f not in made]
