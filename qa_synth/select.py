@@ -449,11 +449,10 @@ class Select(Stage):
                         raise RuntimeError(f"{path}: verdict for {row['item_id']} where {c.pairs} has {pair['pair_id']}")
                     if row["action"] == "kept" and row["item_id"] in dups:
                         r = dups[row["item_id"]]
-                        detail = json.loads(row["detail"]) | r.detail
-                        row = row | {"action": r.action, "reason": r.reason if r.action == "dropped" else "selected",
-                                     "score": r.score if r.action == "dropped" else row["score"],
-                                     "cluster_id": r.cluster_id, "kept_id": r.kept_id,
-                                     "detail": json.dumps(detail, sort_keys=True, ensure_ascii=False)}
+                        dropped = r.action == "dropped"
+                        row = self.decision(row["item_id"], r.action, r.reason if dropped else "selected",
+                                            score=r.score if dropped else row["score"], cluster_id=r.cluster_id,
+                                            kept_id=r.kept_id, **(json.loads(row["detail"]) | r.detail))
                     counts[(row["action"], row["reason"])] += 1
                     out_rows.append(row)
                     if row["action"] == "kept":
