@@ -32,11 +32,13 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from corpus.files import write_json_atomic
 from corpus.run.concurrency import Outcome, map_stored
 from corpus.run.item_store import ItemStore
 from corpus.run.progress import note, progress
@@ -135,7 +137,7 @@ class CallingStage(Stage):
     def prompt(self) -> Template:
         return get_template(self.config.template)
 
-    @property
+    @cached_property
     def model_id(self) -> str:
         """The model as rows and request keys name it: its name on the server, or for a local folder the
         id of its weights (the config's name, else the folder's name; the weights' hash goes into every
@@ -241,8 +243,7 @@ class CallingStage(Stage):
                 spent += cost
             tokens_in += t_in
             tokens_out += t_out
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        (self.work_dir / BUDGET_FILE).write_text(json.dumps({"cutoff": cutoff, "sending": sending}))
+        write_json_atomic(self.work_dir / BUDGET_FILE, {"cutoff": cutoff, "sending": sending})
         lines = [f"{total:,} requests to {self.model_id} ({self.prompt.id}): {stored:,} stored, {len(pending):,} to send",
                  f"estimated to send: {tokens_in:,.0f} prompt + {tokens_out:,.0f} completion tokens ({basis})"]
         cost = self.cost(tokens_in, tokens_out)
