@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+from functools import partial
 import os
 import random
 import resource
@@ -50,15 +51,13 @@ from corpus.curate.filters import heuristic_check, language_check  # noqa: E402
 from corpus.curate.minhash import DedupConfig, signature, signatures  # noqa: E402
 from corpus.curate.quality import QualityClassifier, QualityParams, train_classifier  # noqa: E402
 
+from _emit import emit as emit_figure  # noqa: E402
+
 NAME = "dedup"
 CFG = DedupConfig()
 
 
-def emit(metric, value, unit, anchor=None, anchor_value=None, target=None, target_on="value", better="higher"):
-    ratio = (value / anchor_value) if (anchor_value not in (None, 0) and value is not None) else None
-    print(json.dumps({"bench": NAME, "metric": metric, "value": value, "unit": unit, "anchor": anchor,
-                      "anchor_value": anchor_value, "ratio": ratio, "target": target, "target_on": target_on,
-                      "better": better}))
+emit = partial(emit_figure, NAME)
 
 
 def base_texts() -> dict[str, str]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from functools import partial
 import os
 import resource
 import subprocess
@@ -41,6 +42,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _emit import emit as emit_figure  # noqa: E402
 
 NAME = "qa_client"
 IN_FLIGHT = 256
@@ -61,11 +64,7 @@ REPLY_CONTENT = json.dumps({"pairs": [
 ] * 3})
 
 
-def emit(metric, value, unit, anchor=None, anchor_value=None, target=None, target_on="value", better="higher"):
-    ratio = (value / anchor_value) if (anchor_value not in (None, 0) and value is not None) else None
-    print(json.dumps({"bench": NAME, "metric": metric, "value": value, "unit": unit, "anchor": anchor,
-                      "anchor_value": anchor_value, "ratio": None if ratio is None else round(ratio, 3),
-                      "target": target, "target_on": target_on, "better": better}), flush=True)
+emit = partial(emit_figure, NAME, digits=3)
 
 
 def log(msg: str) -> None:

@@ -17,7 +17,7 @@ Prints one JSON line per figure on stdout (see bench/README.md):
 from __future__ import annotations
 
 import argparse
-import json
+from functools import partial
 import os
 import subprocess
 import sys
@@ -32,13 +32,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fake_openai import FakeOpenAI  # noqa: E402
 from qa_data import many_chunk_rows, reply, write_chunks  # noqa: E402
 
+from _emit import emit as emit_figure  # noqa: E402
+
 NAME = "qa_resume"
 OUTPUTS = ("qa/pairs.parquet", "decisions/qa_generate.parquet")
 
 
-def emit(metric, value, unit, target, better) -> None:
-    print(json.dumps({"bench": NAME, "metric": metric, "value": value, "unit": unit, "anchor": None,
-                      "anchor_value": None, "ratio": None, "target": target, "target_on": "value", "better": better}))
+emit = partial(emit_figure, NAME)
 
 
 def command(out: Path, url: str, chunks: Path, in_flight: int) -> list[str]:
@@ -72,8 +72,8 @@ def main() -> None:
         subprocess.run(command(tmp / "clean", server.url, chunks, args.max_in_flight), env=env, check=True)
         same = all((tmp / "run" / o).read_bytes() == (tmp / "clean" / o).read_bytes() for o in OUTPUTS)
     print(f"re-sent {resent} (max in flight {args.max_in_flight}); same bytes as uninterrupted: {same}", file=sys.stderr)
-    emit("resent_after_kill", resent, "requests", args.max_in_flight, "lower")
-    emit("same_bytes_after_kill", int(same), "bool", 1, "higher")
+    emit("resent_after_kill", resent, "requests", target=args.max_in_flight, better="lower")
+    emit("same_bytes_after_kill", int(same), "bool", target=1, better="higher")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 import os
 import resource
 import shutil
@@ -39,17 +40,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FIXTURES = Path(os.environ.get("SAGECORPUS_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+from _emit import emit as emit_figure  # noqa: E402
+
 NAME = "qa_select"
 TARGET_PAIRS = 8_800_000
 SHARDS_AT_TARGET = 64
 GIB = 1024**3
 
 
-def emit(metric, value, unit, anchor=None, anchor_value=None, target=None, target_on="value", better="lower"):
-    ratio = (value / anchor_value) if (anchor_value not in (None, 0) and value is not None) else None
-    print(json.dumps({"bench": NAME, "metric": metric, "value": value, "unit": unit, "anchor": anchor,
-                      "anchor_value": anchor_value, "ratio": ratio, "target": target, "target_on": target_on,
-                      "better": better}))
+emit = partial(emit_figure, NAME, better="lower")
 
 
 # ----------------------------------------------------------------------------------------- data

@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import gc
 import json
+from functools import partial
 import os
 import random
 import statistics
@@ -44,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 FIXTURES = Path(os.environ.get("SAGECORPUS_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+
+from _emit import emit as emit_figure  # noqa: E402
 
 NAME = "train"
 
@@ -75,13 +78,7 @@ def log(*parts):
     print(*parts, file=sys.stderr, flush=True)
 
 
-def emit(metric, value, unit, anchor=None, anchor_value=None, target=None, target_on="value", better="higher",
-         ratio=None):
-    if ratio is None and anchor_value not in (None, 0) and value is not None:
-        ratio = value / anchor_value
-    print(json.dumps({"bench": NAME, "metric": metric, "value": value, "unit": unit, "anchor": anchor,
-                      "anchor_value": anchor_value, "ratio": ratio, "target": target, "target_on": target_on,
-                      "better": better}), flush=True)
+emit = partial(emit_figure, NAME)
 
 
 # ------------------------------------------------------------------------------------------ inputs
