@@ -28,7 +28,8 @@ class ModelFolderError(RuntimeError):
     """A model folder is missing, incomplete or unloadable."""
 
 
-def model_fingerprint(model_dir: str | Path, model_id: str | None = None) -> dict[str, Any]:
+def model_fingerprint(model_dir: str | Path, model_id: str | None = None,
+                      file_hashes: dict[str, str] | None = None) -> dict[str, Any]:
     """Model id, licence and sha256 of the weight files, for the run manifest and dataset cards.
 
     ``sha256`` hashes the per-file hashes of all ``*.safetensors`` (else ``*.bin``) files in name
@@ -36,6 +37,8 @@ def model_fingerprint(model_dir: str | Path, model_id: str | None = None) -> dic
     ``model_id`` if given, else ``org/name`` from a Hub-cache path (``models--org--name``), else the
     config's ``_name_or_path``, else the folder name. The licence is read from the model card's
     front matter (``license:``), else from :data:`KNOWN_LICENSES` by id prefix, else ``"unknown"``.
+    ``file_hashes``: ``{file name: sha256}`` already computed by a caller that read the weight files
+    whole (the merge hashes them as it streams them); used when it names exactly the files found.
     Raises :class:`ModelFolderError` when the folder or its weight files are missing.
     """
     folder = Path(model_dir)
@@ -44,7 +47,10 @@ def model_fingerprint(model_dir: str | Path, model_id: str | None = None) -> dic
     files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
     if not files:
         raise ModelFolderError(f"{folder}: no *.safetensors or *.bin weight files")
-    per_file = {f.name: sha256_file(f) for f in files}
+    if file_hashes is not None and sorted(file_hashes) == [f.name for f in files]:
+        per_file = {f.name: file_hashes[f.name] for f in files}
+    else:
+        per_file = {f.name: sha256_file(f) for f in files}
     combined = hashlib.sha256("".join(f"{n}:{d}\n" for n, d in per_file.items()).encode()).hexdigest()
 
     if model_id is None:
