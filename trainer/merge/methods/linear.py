@@ -1,0 +1,37 @@
+"""Linear: the weighted average of the models (model soups), mergekit's ``linear``.
+
+``result = sum_i w_i * x_i / sum_i w_i`` (``normalize: true``, the default) or the plain weighted sum.
+As mergekit does, the sum is accumulated in float32 (float64 for float64 inputs), one model at a time
+in config order, divided once, and cast back to the inputs' dtype: the same operations in the same order
+give the same bits.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from trainer.merge.methods.base import REQUIRED, Inputs, MergeMethod
+
+
+class Linear(MergeMethod):
+    name = "linear"
+    title = "Linear (weighted average)"
+    reference = "https://arxiv.org/abs/2203.05482"
+    base_takes_input_parameters = True
+    shared_parameters = {"normalize": (bool, True)}
+    input_parameters = {"weight": (float, REQUIRED)}
+
+    def merge(self, inputs: Inputs, normalize: bool = True) -> torch.Tensor:
+        first = inputs.tensors[0]
+        if not first.is_floating_point():
+            raise TypeError(f"{inputs.name}: linear merging needs floating-point tensors")
+        dtype = torch.float64 if first.dtype == torch.float64 else torch.float32
+        # a batch of one, as mergekit's kernel sees it: (1, n) weights, (1, ...) tensors
+        weights = torch.tensor([[p["weight"] for p in inputs.per_input]], dtype=dtype)
+        shape = (1,) + (1,) * first.ndim
+        result = torch.zeros((1, *first.shape), dtype=dtype)
+        for tensor, weight in zip(inputs.tensors, weights.unbind(1)):
+            result.addcmul_(tensor.unsqueeze(0), weight.reshape(shape))
+        if normalize:
+            result.div_(weights.sum(dim=1).reshape(shape))
+        return result.to(first.dtype)[0]
