@@ -237,6 +237,10 @@ from trainer.cli import HELP as _TRAIN_HELP, add_train_arguments, cmd_train  # n
 
 EXTRA_VERBS["train"] = (_TRAIN_HELP, lambda p: add_train_arguments(p, [common_options()]), cmd_train)
 
+from trainer.merge.cli import HELP as _MERGE_HELP, add_merge_arguments, cmd_merge  # noqa: E402
+
+EXTRA_VERBS["merge"] = (_MERGE_HELP, add_merge_arguments, cmd_merge)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -9,8 +9,18 @@ index, checks architecture, tensors and vocabularies first, records a manifest a
 :mod:`trainer.merge.methods` (the methods, a registry keyed by name).
 """
 
-from trainer.merge.checks import MergeCheckError
-from trainer.merge.config import MergeConfig, MergeConfigError, load_config
-from trainer.merge.run import MergeResult, merge
+from __future__ import annotations
+
+import importlib
 
 __all__ = ["MergeCheckError", "MergeConfig", "MergeConfigError", "MergeResult", "load_config", "merge"]
+
+_WHERE = {"MergeCheckError": "checks", "MergeConfig": "config", "MergeConfigError": "config",
+          "load_config": "config", "MergeResult": "run", "merge": "run"}
+
+
+def __getattr__(name: str):
+    """Lazy: importing the package (the CLI mounts ``trainer.merge.cli``) does not import torch."""
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"trainer.merge.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,7 +33,10 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DTYPE_NAMES", "MergeConfig", "MergeConfigError", "ModelEntry", "layer_position", "load_config", "resolve"]
+from corpus.run.stage import OUT
+
+__all__ = ["DTYPE_NAMES", "MergeConfig", "MergeConfigError", "ModelEntry", "layer_position", "load_config",
+           "model_references", "resolve"]
 
 DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
 TOP_KEYS = {"merge_method", "models", "base_model", "parameters", "dtype", "out_dtype", "tokenizer_source",
@@ -121,10 +124,11 @@ def _model_path(value: Any, where: str, origin: str, relative_to: Path | None) -
     return path.resolve()
 
 
-def load_config(config: str | Path | dict, *, origin: str | None = None) -> MergeConfig:
+def load_config(config: str | Path | dict, *, origin: str | None = None, run_dir: str | Path | None = None) -> MergeConfig:
     """Read and check a mergekit-style config: a YAML file's path, or the mapping itself.
 
     Relative model paths are taken from the working directory, else from the config file's folder.
+    ``run_dir``: what a model path's leading ``{out}`` stands for (a recipe step's run folder).
     Raises :class:`MergeConfigError` naming the file and the key for anything we cannot honour.
     """
     from trainer.merge.methods import METHODS
@@ -144,6 +148,8 @@ def load_config(config: str | Path | dict, *, origin: str | None = None) -> Merg
         relative_to = path.resolve().parent
     if not isinstance(data, dict):
         raise MergeConfigError(f"{origin}: a merge config is a mapping with merge_method and models")
+    if run_dir is not None:
+        data = _substitute_out(data, str(run_dir))
     for key in data:
         if key in UNSUPPORTED_KEYS:
             raise MergeConfigError(f"{origin}: `{key}`: {UNSUPPORTED_KEYS[key]}")
@@ -234,6 +240,34 @@ def load_config(config: str | Path | dict, *, origin: str | None = None) -> Merg
         if default is REQUIRED and not _has_setting(parameters, name):
             raise MergeConfigError(f"{origin}: parameters.{name} is required by {method_name}")
     return config
+
+
+def model_references(data: dict) -> list[str]:
+    """Every model folder a raw config names (models, base_model, a tokenizer_source folder), as written."""
+    refs = []
+    for item in data.get("models") or []:
+        value = item.get("model") if isinstance(item, dict) else item
+        if isinstance(value, str):
+            refs.append(value)
+    for key in ("base_model", "tokenizer_source"):
+        value = data.get(key)
+        if isinstance(value, str) and value not in ("base", "union"):
+            refs.append(value)
+    return refs
+
+
+def _substitute_out(data: dict, run_dir: str) -> dict:
+    def sub(value):
+        return run_dir + value[len(OUT):] if isinstance(value, str) and value.startswith(OUT) else value
+
+    data = dict(data)
+    data["models"] = [({**item, "model": sub(item.get("model"))} if isinstance(item, dict) else sub(item))
+                      for item in data.get("models") or []] or data.get("models")
+    for key in ("base_model", "tokenizer_source"):
+        if key in data:
+            data[key] = sub(data[key])
+    return data
+
 
 
 class _Required:

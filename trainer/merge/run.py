@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 
 from corpus.model_files import model_fingerprint
-from corpus.run.manifest import MANIFEST_NAME, FileEntry, Manifest, now, output_entry, run_record
+from corpus.run.manifest import (MANIFEST_NAME, FileEntry, Manifest, expand_inputs, input_entry, now, output_entry,
+                                 run_record)
 from trainer.merge.checks import check_architecture, check_tensors, check_vocabularies, read_model_config
 from trainer.merge.config import MergeConfig, MergeConfigError, layer_position, load_config, resolve
 from trainer.merge.methods import Inputs, get_method
@@ -178,8 +179,9 @@ def merge(config: str | Path | dict | MergeConfig, out_dir: str | Path, *, max_s
     written = result.pop("hashes")
     outputs = [output_entry(out_dir, f.name, written.get(f.name)) for f in sorted(out_dir.iterdir())
                if f.is_file() and f.name != MANIFEST_NAME]
-    input_entries = [FileEntry(str(p / name), (p / name).stat().st_size, digest)
-                     for p, fp in fingerprints.items() for name, digest in fp["files"].items()]
+    streamed = {str(p / name): digest for p, fp in fingerprints.items() for name, digest in fp["files"].items()}
+    input_entries = [FileEntry(f, Path(f).stat().st_size, streamed[f]) if f in streamed else input_entry(f)
+                     for f in expand_inputs([str(p) for p in inputs])]
     stats = {**result, "out_dtype": out_dtype_name, "vocabulary": vocab}
     manifest = Manifest(
         steps=[step or {"stage": "merge", "config": config.as_dict(), "config_source": config.source}],
