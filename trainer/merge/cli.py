@@ -27,14 +27,10 @@ def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from trainer.merge import MergeCheckError, MergeConfigError, merge
-    from trainer.merge.shards import WeightsError
+    from trainer.merge import merge
 
-    try:
-        result = merge(args.config, args.out_dir, max_shard_size=args.max_shard_size,
-                       quiet=getattr(args, "quiet", False))
-    except (MergeConfigError, MergeCheckError, WeightsError) as e:
-        raise SystemExit(f"sagecorpus merge: {e}") from None
+    # a bad config or models: the error names the file and key; the CLI prints it as one line (exit 2)
+    result = merge(args.config, args.out_dir, max_shard_size=args.max_shard_size, quiet=getattr(args, "quiet", False))
     print(f"model: {result.out_dir}")
     print(f"card: {result.card}")
     print(f"manifest: {result.manifest}")
