@@ -40,6 +40,8 @@ from trainer.merge.shards import HashPool, ModelWeights, ShardWriter, plan_shard
 __all__ = ["DEFAULT_SHARD_SIZE", "MergeResult", "merge", "parse_size"]
 
 DEFAULT_SHARD_SIZE = "5GB"
+BLOCK_BYTES = 32 << 20
+"""An elementwise method (linear) merges a large tensor this many bytes of rows at a time."""
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                    "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json")
 MODEL_FILES = ("config.json", "generation_config.json")
@@ -195,6 +197,28 @@ def merge(config: str | Path | dict | MergeConfig, out_dir: str | Path, *, max_s
     return MergeResult(out_dir, manifest_path, card, stats)
 
 
+def _merge_one(config: MergeConfig, method, name: str, tensors: list[torch.Tensor], base_index: int | None,
+               num_layers: int, compute: torch.dtype | None, shared_sources: list, per_model_sources: list) -> torch.Tensor:
+    """One tensor (or block of rows) merged: inputs cast to the compute dtype, parameters resolved for it."""
+    work = compute
+    if work is None:
+        work = tensors[0].dtype
+        for t in tensors[1:]:
+            work = torch.promote_types(work, t.dtype)
+    tensors = [t.to(work) for t in tensors]
+    t_pos = layer_position(name, num_layers)
+    shared = {k: resolve(k, kind, default, shared_sources, name, t_pos)
+              for k, (kind, default) in method.shared_parameters.items()}
+    per_input = []
+    for i in range(len(tensors)):
+        if i == base_index and not method.base_takes_input_parameters:
+            per_input.append({})
+            continue
+        per_input.append({k: resolve(k, kind, default, per_model_sources[i], name, t_pos)
+                          for k, (kind, default) in method.input_parameters.items()})
+    return method.merge(Inputs(name, tensors, base_index, per_input, config.seed), **shared)
+
+
 def _stream(config: MergeConfig, method, weights: dict[Path, ModelWeights], out_dir: Path, shard_bytes: int,
             pool: HashPool, quiet: bool) -> dict:
     """Merge every tensor and write the shards; returns counts, the saved dtype and the files' hashes."""
@@ -211,7 +235,7 @@ def _stream(config: MergeConfig, method, weights: dict[Path, ModelWeights], out_
     for name in names:
         dtypes = [weights[p].tensors[name].dtype for p in inputs]
         if not all(d.is_floating_point for d in dtypes):
-            out = dtypes[0]  # integer buffers are copied from the reference model, never averaged
+            out = reference.tensors[name].dtype  # integer buffers are copied from the reference model
         else:
             work = compute
             if work is None:
@@ -229,35 +253,26 @@ def _stream(config: MergeConfig, method, weights: dict[Path, ModelWeights], out_
 
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = ShardWriter(out_dir, plan_shards(plan, shard_bytes), pool)
+    ref_index = inputs.index(_reference(config))
     largest = 0
     try:
-        for name, out, _ in plan:
-            tensors = [weights[p].read(name) for p in inputs]
-            largest = max(largest, tensors[0].numel() * tensors[0].element_size())
-            if not all(t.is_floating_point() for t in tensors):
-                merged = tensors[inputs.index(_reference(config))]
-            else:
-                work = compute
-                if work is None:
-                    work = tensors[0].dtype
-                    for t in tensors[1:]:
-                        work = torch.promote_types(work, t.dtype)
-                tensors = [t.to(work) for t in tensors]
-                t_pos = layer_position(name, num_layers)
-                shared = {k: resolve(k, kind, default, shared_sources, name, t_pos)
-                          for k, (kind, default) in method.shared_parameters.items()}
-                per_input = []
-                for i, path in enumerate(inputs):
-                    if i == base_index and not method.base_takes_input_parameters:
-                        per_input.append({})
-                        continue
-                    per_input.append({k: resolve(k, kind, default, per_model_sources[i], name, t_pos)
-                                      for k, (kind, default) in method.input_parameters.items()})
-                merged = method.merge(Inputs(name, tensors, base_index, per_input, config.seed), **shared)
-                merged = merged.to(out)
-            del tensors
-            writer.write(name, merged)
-            del merged
+        for name, out, shape in plan:
+            info = reference.tensors[name]
+            largest = max(largest, info.nbytes)
+            blocks = [None]
+            if method.elementwise and info.nbytes > BLOCK_BYTES and shape:
+                step = max(1, BLOCK_BYTES // max(1, info.nbytes // shape[0]))
+                blocks = [(r, min(r + step, shape[0])) for r in range(0, shape[0], step)]
+            for rows in blocks:
+                tensors = [weights[p].read(name, rows) for p in inputs]
+                if not all(t.is_floating_point() for t in tensors):
+                    merged = tensors[ref_index]  # integer buffers: the reference model's, never averaged
+                else:
+                    merged = _merge_one(config, method, name, tensors, base_index, num_layers, compute,
+                                        shared_sources, per_model_sources).to(out)
+                del tensors
+                writer.write(name, merged, rows)
+                del merged
         hashes = writer.finish()
     except BaseException:
         writer.abort()

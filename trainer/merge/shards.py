@@ -76,22 +76,29 @@ def _read_header(path: Path) -> tuple[dict, int]:
 
 
 class HashPool:
-    """One helper thread that runs ``digest.update(data)`` in submission order, with at most ``in_flight``
-    blocks waiting (a reader faster than the hash waits instead of piling buffers up in memory)."""
+    """One helper thread that runs ``digest.update(data)`` in submission order, with at most ``max_bytes``
+    waiting (a reader faster than the hash waits instead of piling buffers up in memory; a single block
+    larger than that is let through when nothing else waits)."""
 
-    def __init__(self, in_flight: int = 4):
+    def __init__(self, max_bytes: int = 128 << 20):
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
-        self.slots = threading.BoundedSemaphore(in_flight)
+        self.max_bytes = max_bytes
+        self.pending = 0
+        self.changed = threading.Condition()
         self.last = None
 
+    def _done(self, n: int) -> None:
+        with self.changed:
+            self.pending -= n
+            self.changed.notify_all()
+
     def update(self, digest, data) -> None:
-        self.slots.acquire()
-        try:
-            self.last = self.pool.submit(digest.update, data)
-        except BaseException:
-            self.slots.release()
-            raise
-        self.last.add_done_callback(lambda _: self.slots.release())
+        n = len(data) if not isinstance(data, memoryview) else data.nbytes
+        with self.changed:
+            self.changed.wait_for(lambda: self.pending == 0 or self.pending + n <= self.max_bytes)
+            self.pending += n
+        self.last = self.pool.submit(digest.update, data)
+        self.last.add_done_callback(lambda _: self._done(n))
 
     def wait(self) -> None:
         """Every block submitted so far is hashed."""
@@ -179,25 +186,33 @@ class ModelWeights:
         """Tensor names shard by shard, each shard's in the order of their bytes (sequential reads)."""
         return [t.name for t in sorted(self.tensors.values(), key=lambda t: (t.file.name, t.start))]
 
-    def read(self, name: str) -> torch.Tensor:
+    def read(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """The tensor (its own memory, not a map of the file), or only its rows ``rows[0]:rows[1]``
+        (along the first dimension: one contiguous byte range)."""
         info = self.tensors[name]
+        start, stop, shape = info.start, info.end, info.shape
+        if rows is not None:
+            row_bytes = info.nbytes // shape[0]
+            start, stop = info.start + rows[0] * row_bytes, info.start + rows[1] * row_bytes
+            shape = (rows[1] - rows[0], *shape[1:])
+        nbytes = stop - start
+        if not nbytes:
+            return torch.empty(shape, dtype=info.dtype)
         handle = self._handles.get(info.file)
         if handle is None:
             handle = self._handles[info.file] = open(info.file, "rb", buffering=0)
-        buffer = bytearray(info.nbytes)
-        handle.seek(info.start)
-        view = memoryview(buffer)
+        buffer = torch.empty(nbytes, dtype=torch.uint8)  # not zero-filled: every byte is read into it
+        view = memoryview(buffer.numpy()).cast("B")
+        handle.seek(start)
         done = 0
-        while done < info.nbytes:
+        while done < nbytes:
             n = handle.readinto(view[done:])
             if not n:
                 raise WeightsError(f"{info.file}: ends inside tensor {name}")
             done += n
         if info.file in self._hashes:
-            self._hashes[info.file].feed(info.start, buffer)
-        if not info.nbytes:
-            return torch.empty(info.shape, dtype=info.dtype)
-        return torch.frombuffer(buffer, dtype=info.dtype).reshape(info.shape)
+            self._hashes[info.file].feed(start, view)
+        return buffer.view(info.dtype).reshape(shape)
 
     def file_hashes(self) -> dict[str, str]:
         """``{file name: sha256}`` of every weight file, as :func:`corpus.model_files.model_fingerprint` lists them."""
@@ -261,7 +276,7 @@ class ShardWriter:
         self.current: ShardPlan | None = None
         self.digest = None
         self.hashes: dict[str, str] = {}
-        self.sizes: dict[str, int] = {}
+        self.rows_done = 0
 
     def _open(self, plan: ShardPlan) -> None:
         header: dict = {"__metadata__": self.metadata}
@@ -288,20 +303,28 @@ class ShardWriter:
         self.hashes[name] = self.digest.hexdigest()
         self.handle = self.current = None
 
-    def write(self, name: str, tensor: torch.Tensor) -> None:
+    def write(self, name: str, tensor: torch.Tensor, rows: tuple[int, int] | None = None) -> None:
+        """Append tensor ``name`` (in plan order), or its rows ``rows[0]:rows[1]`` (in order, all of them)."""
         plan, expected, dtype, shape = self.order[self.position]
-        if name != expected or tensor.dtype != dtype or tuple(tensor.shape) != shape:
-            raise RuntimeError(f"shard writer: got {name} {tensor.dtype} {tuple(tensor.shape)}, "
-                               f"planned {expected} {dtype} {shape}")
-        if self.current is not plan:
+        part = shape if rows is None else (rows[1] - rows[0], *shape[1:])
+        first = rows is None or rows[0] == 0
+        if name != expected or tensor.dtype != dtype or tuple(tensor.shape) != part or \
+                (rows is not None and rows[0] != self.rows_done):
+            raise RuntimeError(f"shard writer: got {name} {tensor.dtype} {tuple(tensor.shape)} rows {rows}, "
+                               f"planned {expected} {dtype} {part}")
+        if first and self.current is not plan:
             if self.current is not None:
                 self._close()
             self._open(plan)
-        self.position += 1
+        done = rows is None or rows[1] == shape[0]
+        self.rows_done = 0 if done else rows[1]
+        if done:
+            self.position += 1
         tensor = tensor.contiguous()
         if tensor.numel():
-            self._put(tensor.view(-1).view(torch.uint8).numpy().data if tensor.dtype != torch.bool
-                      else tensor.view(-1).numpy().tobytes())
+            data = tensor.view(-1).numpy().tobytes() if tensor.dtype == torch.bool else \
+                memoryview(tensor.view(-1).view(torch.uint8).numpy()).cast("B")
+            self._put(data)
 
     def finish(self) -> dict[str, str]:
         if self.position != len(self.order):

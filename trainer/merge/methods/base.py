@@ -37,6 +37,9 @@ class MergeMethod:
     needs_base: ClassVar[bool] = False
     base_takes_input_parameters: ClassVar[bool] = False
     """True when the base model (if any) is an input like the others and takes per-model parameters."""
+    elementwise: ClassVar[bool] = False
+    """True when each output element depends only on the same element of the inputs: the tensor may then be
+    merged a block of rows at a time (same bits, less memory)."""
     min_models: ClassVar[int] = 1
     max_models: ClassVar[int | None] = None
     shared_parameters: ClassVar[dict[str, tuple[type, Any]]] = {}

@@ -18,6 +18,7 @@ class Linear(MergeMethod):
     title = "Linear (weighted average)"
     reference = "https://arxiv.org/abs/2203.05482"
     base_takes_input_parameters = True
+    elementwise = True
     shared_parameters = {"normalize": (bool, True)}
     input_parameters = {"weight": (float, REQUIRED)}
 
@@ -29,9 +30,14 @@ class Linear(MergeMethod):
         # a batch of one, as mergekit's kernel sees it: (1, n) weights, (1, ...) tensors
         weights = torch.tensor([[p["weight"] for p in inputs.per_input]], dtype=dtype)
         shape = (1,) + (1,) * first.ndim
-        result = torch.zeros((1, *first.shape), dtype=dtype)
+        # 0 + x0 * w0 (out of place from a scalar 0: no zero-filled buffer), then + x_i * w_i in place
+        zero = torch.zeros((), dtype=dtype)
+        result = None
         for tensor, weight in zip(inputs.tensors, weights.unbind(1)):
-            result.addcmul_(tensor.unsqueeze(0), weight.reshape(shape))
+            if result is None:
+                result = torch.addcmul(zero, tensor.unsqueeze(0), weight.reshape(shape))
+            else:
+                result.addcmul_(tensor.unsqueeze(0), weight.reshape(shape))
         if normalize:
             result.div_(weights.sum(dim=1).reshape(shape))
         return result.to(first.dtype)[0]
