@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _emit import emit as _emit  # noqa: E402
+from _emit import emit as _emit
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = "merge"
@@ -155,7 +155,7 @@ def tensors_max_abs_diff(a: Path, b: Path) -> tuple[float, int]:
         found = {}
         for f in sorted(folder.glob("*.safetensors")):
             with safe_open(f, "pt") as h:
-                found.update({k: f for k in h.keys()})
+                found.update(dict.fromkeys(h.keys(), f))
         return found
 
     ia, ib = index(a), index(b)

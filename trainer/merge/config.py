@@ -172,7 +172,7 @@ def load_config(config: str | Path | dict, *, origin: str | None = None, run_dir
             raise MergeConfigError(f"{origin}: {where}: expected a mapping with `model`")
         extra = set(item) - {"model", "parameters"}
         if extra:
-            raise MergeConfigError(f"{origin}: {where}: unknown key `{sorted(extra)[0]}`")
+            raise MergeConfigError(f"{origin}: {where}: unknown key `{min(extra)}`")
         params = item.get("parameters") or {}
         if not isinstance(params, dict):
             raise MergeConfigError(f"{origin}: {where}.parameters: expected a mapping")

@@ -30,10 +30,29 @@ from pathlib import Path
 import torch
 
 from corpus.model_files import model_fingerprint
-from corpus.run.manifest import (MANIFEST_NAME, FileEntry, Manifest, expand_inputs, input_entry, now, output_entry,
-                                 run_record)
-from trainer.merge.checks import check_architecture, check_tensors, check_vocabularies, read_model_config
-from trainer.merge.config import MergeConfig, MergeConfigError, layer_position, load_config, resolve
+from corpus.run.manifest import (
+    MANIFEST_NAME,
+    FileEntry,
+    Manifest,
+    expand_inputs,
+    input_entry,
+    now,
+    output_entry,
+    run_record,
+)
+from trainer.merge.checks import (
+    check_architecture,
+    check_tensors,
+    check_vocabularies,
+    read_model_config,
+)
+from trainer.merge.config import (
+    MergeConfig,
+    MergeConfigError,
+    layer_position,
+    load_config,
+    resolve,
+)
 from trainer.merge.methods import Inputs, get_method
 from trainer.merge.shards import HashPool, ModelWeights, ShardWriter, plan_shards
 
@@ -129,7 +148,7 @@ def _most_common_template(folders: list[Path]) -> str | None:
     for folder in folders:
         try:
             template = AutoTokenizer.from_pretrained(folder).chat_template
-        except Exception:  # a model without a loadable tokenizer has no template to vote with
+        except (OSError, ValueError):  # a model without a loadable tokenizer has no template to vote with
             continue
         if isinstance(template, dict):
             template = template.get("default")

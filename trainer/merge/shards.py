@@ -200,7 +200,7 @@ class ModelWeights:
             return torch.empty(shape, dtype=info.dtype)
         handle = self._handles.get(info.file)
         if handle is None:
-            handle = self._handles[info.file] = open(info.file, "rb", buffering=0)
+            handle = self._handles[info.file] = open(info.file, "rb", buffering=0)  # noqa: SIM115 (closed by close())
         buffer = torch.empty(nbytes, dtype=torch.uint8)  # not zero-filled: every byte is read into it
         view = memoryview(buffer.numpy()).cast("B")
         handle.seek(start)
@@ -288,7 +288,7 @@ class ShardWriter:
         raw = json.dumps(header, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)
         self.current, self.digest = plan, hashlib.sha256()
-        self.handle = open(self.out_dir / (plan.file + ".partial"), "wb")
+        self.handle = open(self.out_dir / (plan.file + ".partial"), "wb")  # noqa: SIM115 (closed by _close/abort)
         self._put(struct.pack("<Q", len(raw)) + raw)
 
     def _put(self, data) -> None:

@@ -53,7 +53,7 @@ class MergeStage(OneTaskStage):
         except (OSError, yaml.YAMLError) as e:
             raise ValueError(f"step merge: {self.config.config}: unreadable merge config ({e})") from e
         if not isinstance(data, dict):
-            raise ValueError(f"step merge: {self.config.config}: a merge config is a mapping")
+            raise TypeError(f"step merge: {self.config.config}: a merge config is a mapping")
         return model_references(data)
 
     def _external_models(self) -> list[str]:

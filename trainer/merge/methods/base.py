@@ -8,7 +8,7 @@ import torch
 
 from trainer.merge.config import REQUIRED, MergeConfig, MergeConfigError
 
-__all__ = ["REQUIRED", "MergeMethod", "Inputs"]
+__all__ = ["REQUIRED", "Inputs", "MergeMethod"]
 
 
 class Inputs:

@@ -8,6 +8,8 @@ give the same bits.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from trainer.merge.methods.base import REQUIRED, Inputs, MergeMethod
@@ -19,8 +21,8 @@ class Linear(MergeMethod):
     reference = "https://arxiv.org/abs/2203.05482"
     base_takes_input_parameters = True
     elementwise = True
-    shared_parameters = {"normalize": (bool, True)}
-    input_parameters = {"weight": (float, REQUIRED)}
+    shared_parameters: ClassVar[dict] = {"normalize": (bool, True)}
+    input_parameters: ClassVar[dict] = {"weight": (float, REQUIRED)}
 
     def merge(self, inputs: Inputs, normalize: bool = True) -> torch.Tensor:
         first = inputs.tensors[0]

@@ -10,6 +10,8 @@ normalised chunks summed chunk by chunk; the result is cast to the inputs' dtype
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from trainer.merge.methods.base import REQUIRED, Inputs, MergeMethod
@@ -57,7 +59,7 @@ class Slerp(MergeMethod):
     reference = "https://en.wikipedia.org/wiki/Slerp"
     needs_base = True
     min_models = max_models = 2
-    shared_parameters = {"t": (float, REQUIRED)}
+    shared_parameters: ClassVar[dict] = {"t": (float, REQUIRED)}
 
     def merge(self, inputs: Inputs, t: float) -> torch.Tensor:
         if not inputs.tensors[0].is_floating_point():
