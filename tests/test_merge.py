@@ -341,3 +341,15 @@ def test_large_tensors_merged_by_blocks_of_rows_give_the_same_bytes(models, tmp_
 
     manifest = json.loads((blocks / "manifest.json").read_text())  # hashes from the block reads are the files'
     assert [m["sha256"] for m in manifest["models"]] == [model_fingerprint(models[k])["sha256"] for k in "ab"]
+
+
+def test_recipe_step_reads_run_models_by_folder_and_others_as_inputs(models, tmp_path):
+    from trainer.merge.stage import MergeStage
+
+    (tmp_path / "merge.yaml").write_text(yaml.safe_dump({
+        "merge_method": "linear", "models": [{"model": "{out}/models/sft", "parameters": {"weight": 0.75}},
+                                             {"model": str(models["a"]), "parameters": {"weight": 0.25}}]}))
+    stage = MergeStage({"config": str(tmp_path / "merge.yaml")})
+    assert stage.outputs()["models/merged/"] is None
+    assert stage.reads() == ["models/sft/"]
+    assert stage.input_files() == [str(tmp_path / "merge.yaml"), str(models["a"].resolve())]
