@@ -365,6 +365,12 @@ class Evaluate(Stage):
     description = ("evaluate a model on multiple-choice benchmarks (AstroMLab-1, Astro-QA) by next-token letter "
                    "probabilities or answers extracted from replies (-> eval/results.parquet, eval/summary.json)")
     role: ClassVar[str] = "evaluated"
+    recipe_only = True  # its command has a form of its own: sagecorpus eval MODEL QUESTIONS... --out DIR
+
+    def __init__(self, config: EvalConfig | dict | None = None):
+        super().__init__(config)
+        if self.config.backend == "transformers" and self.config.device.startswith("cuda"):
+            self.gpus_per_task = 1
 
     # -- what it reads and writes --------------------------------------------------------------
     def outputs(self):
@@ -374,6 +380,12 @@ class Evaluate(Stage):
         """The question files, and a local model's folder (new weights redo the step)."""
         local = self.config.backend == "transformers" and not self.config.model.startswith(OUT)
         return super().input_files() + ([self.config.model] if local else [])
+
+    def reads(self) -> list[str]:
+        """A local model written by an earlier step of the run (``{out}/models/sft``): its folder, by digest."""
+        model = self.config.model
+        local = self.config.backend == "transformers" and model.startswith(OUT + "/")
+        return super().reads() + ([model[len(OUT) + 1:].rstrip("/") + "/"] if local else [])
 
     def requirements(self) -> dict[str, str]:
         if self.config.backend == "openai":
