@@ -665,8 +665,9 @@ def evaluate(model: str, questions: Sequence[str | Path], out: str | Path, mode:
     from corpus.run.recipe import Step, add_step, run_recipe
     from corpus.run.stage import absolutize
 
-    values = absolutize(EvalConfig(model=str(model), questions=[str(q) for q in questions], mode=mode,
-                                   endpoints=list(endpoints), **config))
+    values = EvalConfig(model=str(model), questions=[str(q) for q in questions], mode=mode,
+                        endpoints=list(endpoints), **config)
+    values = absolutize(values).model_copy(update={"model": values.model} if values.backend == "openai" else {})
     step = Step(stage=Evaluate.name, config=values.model_dump(mode="json"))
     recipe = add_step(out, step, executor or ExecutorConfig())
     run_recipe(recipe, out, argv=argv)
