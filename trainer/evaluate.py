@@ -152,7 +152,7 @@ _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
 _MARKUP = re.compile(r"[*_`]+")
 _STATED = re.compile(
     r"(?i:\b(?:answer|option|choice))(?:\s+(?i:is|would\s+be|should\s+be|must\s+be))?"
-    r"(?:\s+(?i:therefore|thus|clearly|then))?\s*[:=\-]?\s*[\"'(\[{]?\s*([A-D])(?![A-Za-z0-9])"
+    r"(?:\s+(?i:therefore|thus|clearly|then))?[\"']?\s*[:=\-]?\s*[\"'(\[{]?\s*([A-D])(?![A-Za-z0-9])"
 )
 _BOXED = re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*\(?([A-D])\b")
 _LEADING = re.compile(r"^\s*[\"'(\[]?([A-D])(?:\s*$|[)\].:,]|\s+[-\u2013\u2014]\s)")
