@@ -336,3 +336,14 @@ def test_rows_left_out_get_decisions_and_a_bad_file_fails_before_any_model_call(
             run_eval("m", [bad], tmp_path / "run2", mode="generate", endpoints=[server.url], executor=ONE_PROCESS)
         assert server.total == sent
     assert pl.read_parquet(tmp_path / "run/eval/results.parquet").height == 1
+
+
+def test_a_model_in_the_run_folder_is_read_by_digest(tiny_lm, fixtures, tmp_path):
+    """A recipe evaluates what an earlier step trained: ``{out}/models/sft``, read by its files' digest."""
+    out = tmp_path / "run"
+    shutil.copytree(tiny_lm, out / "models/sft")
+    summary = run_eval("{out}/models/sft", [subset(fixtures, tmp_path, 3)], out, executor=ONE_PROCESS)
+    assert summary["overall"]["predicted"] == 3 and summary["model"] == "sft"  # the folder's name (model_fingerprint)
+    step = json.loads((out / "manifest.json").read_text())["steps"][0]
+    assert list(step["reads"]) == ["models/sft/"] and step["config"]["model"] == "{out}/models/sft"
+    assert not any("models/sft" in p for p in step["input_sources"])

@@ -177,10 +177,9 @@ def extract_answer(reply: str, options: dict[str, str] | None = None) -> str | N
        case and punctuation.
     """
     text = _MARKUP.sub("", _THINK.sub(" ", reply or ""))
-    stated = _STATED.findall(text) + _BOXED.findall(text)
+    stated = [(m.end(), m.group(1)) for p in (_STATED, _BOXED) for m in p.finditer(text)]
     if stated:
-        last = max((m.end(), m.group(1)) for p in (_STATED, _BOXED) for m in p.finditer(text))
-        return last[1]
+        return max(stated)[1]  # the last one: a reply may weigh options before it concludes
     if m := _LEADING.match(text):
         return m.group(1)
     marked = {a or b for a, b in _MARKER.findall(text)}
@@ -490,7 +489,7 @@ class Evaluate(Stage):
             b = self.benchmarks[f]
             if kind == "skip":
                 self.stat_update("questions.left_out")
-                yield self.decisions_file, [self.decision(f"{b.name}/row:{n}", "dropped", "unusable_row",
+                yield self.decisions_file, [self.decision(f"{b.name}/left_out:{n}", "dropped", "unusable_row",
                                                           benchmark=b.name, problem=b.skipped[n])]
                 continue
             bq = b.questions[n]
@@ -558,8 +557,8 @@ class Evaluate(Stage):
                "predicted": None, "answer": q.answer, "correct": None, "probabilities": None, "logprobs": None,
                "raw": None, "error": None, "flags": list(bq.flags), "request_key": key,
                "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
-        if reply.error is not None:
-            row["error"] = f"request refused: {reply.error}"
+        if reply.error is not None:  # refused by the server (HTTP 4xx), a prompt longer than the context...
+            row["error"] = reply.error
         elif self.config.mode == "generate":
             row["raw"] = reply.text
             row["predicted"] = extract_answer(reply.text, q.options)
