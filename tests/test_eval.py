@@ -347,3 +347,19 @@ def test_a_model_in_the_run_folder_is_read_by_digest(tiny_lm, fixtures, tmp_path
     step = json.loads((out / "manifest.json").read_text())["steps"][0]
     assert list(step["reads"]) == ["models/sft/"] and step["config"]["model"] == "{out}/models/sft"
     assert not any("models/sft" in p for p in step["input_sources"])
+
+
+def test_a_request_without_answer_fails_the_step_and_a_rerun_asks_only_for_it(fixtures, tmp_path):
+    from trainer.evaluate import GENERATE_PROMPT, prompt_fields
+
+    questions = subset(fixtures, tmp_path, 6)
+    third = load_benchmark(questions).questions[2].question
+    with FakeOpenAI(content="Answer: B") as server:
+        server.script(GENERATE_PROMPT.format(**prompt_fields(third)), {"status": 503})
+        with pytest.raises(RuntimeError, match="1 of .* request.* got no answer.*HTTP 503"):
+            run_eval("m", [questions], tmp_path / "run", mode="generate", endpoints=[server.url], max_retries=0,
+                     executor=ONE_PROCESS)
+        run_eval("m", [questions], tmp_path / "run", mode="generate", endpoints=[server.url], max_retries=0,
+                 executor=ONE_PROCESS)
+        assert server.total == 7  # six questions, one of them twice
+    assert [r["predicted"] for r in rows(tmp_path / "run/eval/results.parquet")] == ["B"] * 6
