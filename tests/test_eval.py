@@ -363,3 +363,30 @@ def test_a_request_without_answer_fails_the_step_and_a_rerun_asks_only_for_it(fi
                  executor=ONE_PROCESS)
         assert server.total == 7  # six questions, one of them twice
     assert [r["predicted"] for r in rows(tmp_path / "run/eval/results.parquet")] == ["B"] * 6
+
+
+def test_out_of_memory_scores_one_prompt_at_a_time(tiny_lm, fixtures, monkeypatch):
+    import torch
+
+    from qa_synth.backends.base import ChatRequest
+    from trainer.evaluate import LOGPROB_PROMPT, prompt_fields
+
+    scorer = LetterScorer(str(tiny_lm), chat=False, batch_size=4)
+    requests = [ChatRequest(model="m", messages=(("user", LOGPROB_PROMPT.format(**prompt_fields(q.question))),))
+                for q in load_benchmark(fixtures / ASTRO_QA).questions[:3]]
+    want = scorer.answer_batch(requests)
+    score = LetterScorer._score
+
+    def small_memory(self, rows):
+        if len(rows) > 1 or len(rows[0]) > 200:  # a batch, or the longest prompt alone, does not fit
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return score(self, rows)
+
+    monkeypatch.setattr(LetterScorer, "_score", small_memory)
+    got = scorer.answer_batch(requests)
+    for g, w, r in zip(got, want, requests):
+        if w.prompt_tokens > 200:
+            assert g.error.startswith("out of memory") and g.prompt_tokens == w.prompt_tokens
+        else:
+            assert g.error is None and g.extra["letter_logprobs"] == pytest.approx(w.extra["letter_logprobs"], abs=1e-4)
+    assert sum(w.prompt_tokens > 200 for w in want) == 1  # the test covers both outcomes

@@ -277,8 +277,7 @@ class LetterScorer(TransformersBackend):
         return out
 
     def answer_batch(self, requests: list) -> list:
-        import torch
-
+        """Replies to ``requests`` (blocking): one forward pass for all that are valid, in order."""
         lm = self.loaded
         prompts: list[list[int] | Reply] = []
         for request in requests:
@@ -297,25 +296,53 @@ class LetterScorer(TransformersBackend):
                                  prompt_tokens=len(ids)))
         rows = [(i, p) for i, p in enumerate(prompts) if not isinstance(p, Reply)]
         if rows:
-            width = max(len(p) for _, p in rows)
-            input_ids = torch.full((len(rows), width), lm.pad_id, dtype=torch.long)
-            attention = torch.zeros((len(rows), width), dtype=torch.long)
-            for j, (_, p) in enumerate(rows):  # left padding: every prompt's last token is the last column
-                input_ids[j, width - len(p):] = torch.tensor(p, dtype=torch.long)
-                attention[j, width - len(p):] = 1
-            positions = (attention.cumsum(-1) - 1).clamp(min=0)  # a padded row's positions start at 0
-            device = lm.model.device
-            with lm.lock, torch.inference_mode():
-                logits = lm.model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                                  position_ids=positions.to(device)).logits[:, -1, :]
-            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-            for j, (i, p) in enumerate(rows):
-                letters = [float(torch.logsumexp(logprobs[j, ids], dim=0)) for ids in self.letter_ids]
-                best = max(range(len(LETTERS)), key=lambda k: letters[k])
-                prompts[i] = Reply(text=LETTERS[best], finish_reason="stop", prompt_tokens=len(p),
-                                   completion_tokens=0, extra={"letter_logprobs": letters})
-        self.ledger["prompt_tokens"] += sum(len(p) for _, p in rows)
+            for (i, _), reply in zip(rows, self._score_or_split([p for _, p in rows])):
+                prompts[i] = reply
         return prompts  # type: ignore[return-value]  # every prompt is now its Reply
+
+    def _score_or_split(self, rows: list[list[int]]) -> list[Reply]:
+        """One batched forward pass; out of device memory, one prompt at a time (alone: an error reply)."""
+        import torch
+
+        try:
+            return self._score(rows)
+        except torch.OutOfMemoryError:
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            if len(rows) == 1:
+                return [Reply(error=f"out of memory on {self.device} with a prompt of {len(rows[0])} tokens",
+                              prompt_tokens=len(rows[0]))]
+        self.ledger["retries"] += len(rows)
+        return [reply for row in rows for reply in self._score_or_split([row])]
+
+    def _score(self, rows: list[list[int]]) -> list[Reply]:
+        """Each prompt's letter log-probabilities, from one left-padded forward pass over all of them."""
+        import torch
+
+        lm = self.loaded
+        width = max(len(p) for p in rows)
+        input_ids = torch.full((len(rows), width), lm.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for j, p in enumerate(rows):  # left padding: every prompt's last token is the last column
+            input_ids[j, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            attention[j, width - len(p):] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # a padded row's positions start at 0
+        device = lm.model.device
+        inputs = {"input_ids": input_ids.to(device), "attention_mask": attention.to(device),
+                  "position_ids": positions.to(device)}
+        with lm.lock, torch.inference_mode():
+            try:  # logits of the last position only: a whole batch's (batch x length x vocabulary) would not fit
+                logits = lm.model(**inputs, logits_to_keep=1).logits[:, -1, :]
+            except TypeError:  # a model class without logits_to_keep
+                logits = lm.model(**inputs).logits[:, -1, :]
+        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        replies = []
+        for j, p in enumerate(rows):
+            letters = [float(torch.logsumexp(logprobs[j, ids], dim=0)) for ids in self.letter_ids]
+            best = max(range(len(LETTERS)), key=lambda k: letters[k])
+            replies.append(Reply(text=LETTERS[best], finish_reason="stop", prompt_tokens=len(p), completion_tokens=0,
+                                 extra={"letter_logprobs": letters}))
+        return replies
 
 
 # ------------------------------------------------------------------------------------------ the stage
