@@ -390,3 +390,17 @@ def test_out_of_memory_scores_one_prompt_at_a_time(tiny_lm, fixtures, monkeypatc
         else:
             assert g.error is None and g.extra["letter_logprobs"] == pytest.approx(w.extra["letter_logprobs"], abs=1e-4)
     assert sum(w.prompt_tokens > 200 for w in want) == 1  # the test covers both outcomes
+
+
+def test_eval_is_a_recipe_step(fixtures, tmp_path, capsys):
+    """``eval`` runs from a recipe file like any step (relative question paths from the recipe's folder)."""
+    questions = subset(fixtures, tmp_path, 4)
+    with FakeOpenAI(content="The answer is (A).") as server:
+        recipe = tmp_path / "recipe.yaml"
+        recipe.write_text(f"steps:\n  - stage: eval\n    config:\n      model: served\n      questions: [{questions.name}]\n"
+                          f"      mode: generate\n      endpoints: ['{server.url}']\n")
+        assert cli_main(["run", str(recipe), "--out", str(tmp_path / "run"), "--workers", "1", "--quiet"]) == 0
+    summary = json.loads((tmp_path / "run/eval/summary.json").read_text())
+    assert summary["overall"]["predicted"] == 4 and summary["method"] == "generate"
+    s = summary["overall"]
+    assert f"sagecorpus: eval: astroqa10: accuracy {s['accuracy']:.1%}" in capsys.readouterr().err  # shown in a recipe run
