@@ -281,6 +281,8 @@ def test_generate_mode_with_a_served_model(fixtures, tmp_path):
     assert sorted(r["predicted"] for r in results) == sorted(expected.values())
     assert summary["overall"]["correct"] == sum(r["predicted"] == r["answer"] for r in results)
     assert all(r["model"] == "served-model" for r in results)
+    _, diffs = rebuild(tmp_path / "run/manifest.json", tmp_path / "rebuilt", executor=ONE_PROCESS)  # server gone
+    assert diffs == []
 
 
 def test_logprob_mode_with_a_served_model_that_gives_logprobs(fixtures, tmp_path):
@@ -404,3 +406,11 @@ def test_eval_is_a_recipe_step(fixtures, tmp_path, capsys):
     assert summary["overall"]["predicted"] == 4 and summary["method"] == "generate"
     s = summary["overall"]
     assert f"sagecorpus: eval: astroqa10: accuracy {s['accuracy']:.1%}" in capsys.readouterr().err  # shown in a recipe run
+
+
+def test_a_server_that_does_not_serve_the_model_is_refused_before_any_question(fixtures, tmp_path):
+    with FakeOpenAI(content="Answer: A", models=["other-model"]) as server:
+        with pytest.raises(RuntimeError, match="does not serve model 'served-model'.*nothing was sent"):
+            run_eval("served-model", [subset(fixtures, tmp_path, 3)], tmp_path / "run", mode="generate",
+                     endpoints=[server.url], executor=ONE_PROCESS)
+        assert server.total == 0

@@ -73,7 +73,7 @@ from corpus.run.stage import (
     per_process,
     register_stage,
 )
-from qa_synth.backends.base import ChatRequest, Reply
+from qa_synth.backends.base import ChatRequest, Reply, TransientError
 from qa_synth.backends.local import ModelFolderError, TransformersBackend, load_model
 from schemas import EVAL_RESULT, read_polars
 
@@ -494,8 +494,8 @@ class Evaluate(Stage):
                         if p.is_file())
         if c.mode == "logprob":
             key = f"eval.letters:{folder}:{c.device}:{c.dtype}:{c.batch_size}:{c.chat_template}:{stat}"
-            return per_process(key, lambda: LetterScorer(folder, chat=c.chat_template, device=c.device,
-                                                                      dtype=c.dtype, batch_size=c.batch_size))
+            return per_process(key, lambda: LetterScorer(folder, chat=c.chat_template, device=c.device, dtype=c.dtype,
+                                                         batch_size=c.batch_size))
         key = f"eval.generate:{folder}:{c.device}:{c.dtype}:{c.batch_size}:{stat}"
         return per_process(key, lambda: TransformersBackend(folder, device=c.device, dtype=c.dtype,
                                                             batch_size=c.batch_size))
@@ -509,6 +509,27 @@ class Evaluate(Stage):
                  "parameters": dict(self.params()), "mode": c.mode}]
 
     # -- the work ------------------------------------------------------------------------------
+    def begin(self) -> None:
+        """A served model: before anything is sent, the endpoints must serve it (``/models``); a server
+        pinned to another model would otherwise answer each question with an error row. Skipped when
+        every output is stored (a rerun of a finished step, a rebuild: no server needed)."""
+        if self.config.backend != "openai":
+            return
+        keys = [self.request(bq.question).key() for b in self.benchmarks for bq in b.questions]
+        with self.store() as store:
+            if all(k in store for k in keys):
+                return
+        backend = self.backend()
+
+        async def check() -> None:
+            async with backend:
+                await backend.check_model(self.config.model)
+
+        try:
+            asyncio.run(check())
+        except TransientError as e:
+            raise RuntimeError(f"{self.name}: {e}; nothing was sent") from None
+
     def process(self, items: list[tuple[int, str, int]]) -> Iterator[tuple[str, list[dict]]]:
         asked = [(f, n) for f, kind, n in items if kind == "q"]
         replies = dict(zip(asked, self._replies([self.benchmarks[f].questions[n] for f, n in asked]))) if asked else {}
