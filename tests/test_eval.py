@@ -64,6 +64,9 @@ MESSY = [
     ("The correct answer is D.", "D"),
     ("I think the answer is therefore B, since the orbit is eccentric.", "B"),
     ("Option A is tempting, but the correct option is C.", "C"),
+    ("The correct answer is C, not option A.", "C"),  # an answer statement outranks an option mentioned later
+    ("Answer: The correct option is B", "B"),
+    ("Answer: A) Its perihelion is the greatest.", "A"),
     ('{"ANSWER": "A", "EXPLANATION": "Sedna has the largest perihelion."}', "A"),
     ("Let me think.\n\nThe luminosity scales as R^2 T^4, so...\n\nFinal answer: $\\boxed{D}$", "D"),
     ("<think>Maybe the answer is A? No: B fits better.</think>\nAnswer: B", "B"),

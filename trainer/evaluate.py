@@ -150,10 +150,10 @@ def prompt_fields(q: Question) -> dict[str, str]:
 
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
 _MARKUP = re.compile(r"[*_`]+")
-_STATED = re.compile(
-    r"(?i:\b(?:answer|option|choice))(?:\s+(?i:is|would\s+be|should\s+be|must\s+be))?"
-    r"(?:\s+(?i:therefore|thus|clearly|then))?[\"']?\s*[:=\-]?\s*[\"'(\[{]?\s*([A-D])(?![A-Za-z0-9])"
-)
+_STATED_TAIL = (r"(?:\s+(?i:is|would\s+be|should\s+be|must\s+be))?(?:\s+(?i:therefore|thus|clearly|then))?"
+                r"[\"']?\s*[:=\-]?\s*[\"'(\[{]?\s*([A-D])(?![A-Za-z0-9])")
+_ANSWER = re.compile(r"(?i:\banswer)" + _STATED_TAIL)
+_OPTION = re.compile(r"(?i:\b(?:option|choice))" + _STATED_TAIL)
 _BOXED = re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*\(?([A-D])\b")
 _LEADING = re.compile(r"^\s*[\"'(\[]?([A-D])(?:\s*$|[)\].:,]|\s+[-\u2013\u2014]\s)")
 _MARKER = re.compile(r"\(([A-D])\)|(?<![A-Za-z.])([A-D])[).](?=\s|$)")
@@ -168,8 +168,9 @@ def extract_answer(reply: str, options: dict[str, str] | None = None) -> str | N
 
     0. reasoning in ``<think>...</think>`` is removed (an unclosed one runs to the end), and Markdown
        emphasis (``*``, ``_``, backticks) is ignored;
-    1. the last statement of an answer: ``Answer: C``, ``the correct answer is (B)``, ``option D``,
-       ``"ANSWER": "A"`` (AstroMLab's JSON format), ``\\boxed{C}`` (the letter must be a capital);
+    1. the last statement of an answer: ``Answer: C``, ``the correct answer is (B)``,
+       ``"ANSWER": "A"`` (AstroMLab's JSON format), ``\\boxed{C}`` (the letter must be a capital); else
+       the last naming of an option: ``option D``, ``the correct choice is B``;
     2. a reply that starts with a letter on its own: ``B``, ``B.``, ``(C)``, ``D) ...``, ``A: ...``,
        ``C - ...`` (but not the article in ``A star ...``);
     3. option markers anywhere (``(B)``, ``B.``, ``B)``) naming exactly one letter;
@@ -177,9 +178,10 @@ def extract_answer(reply: str, options: dict[str, str] | None = None) -> str | N
        case and punctuation.
     """
     text = _MARKUP.sub("", _THINK.sub(" ", reply or ""))
-    stated = [(m.end(), m.group(1)) for p in (_STATED, _BOXED) for m in p.finditer(text)]
-    if stated:
-        return max(stated)[1]  # the last one: a reply may weigh options before it concludes
+    for patterns in ((_ANSWER, _BOXED), (_OPTION,)):
+        stated = [(m.end(), m.group(1)) for p in patterns for m in p.finditer(text)]
+        if stated:
+            return max(stated)[1]  # the last one: a reply may weigh options before it concludes
     if m := _LEADING.match(text):
         return m.group(1)
     marked = {a or b for a, b in _MARKER.findall(text)}
