@@ -333,6 +333,8 @@ def test_rows_left_out_get_decisions_and_a_bad_file_fails_before_any_model_call(
         run_eval("m", [path], tmp_path / "run", mode="generate", endpoints=[server.url], executor=ONE_PROCESS)
         decisions = read_polars(tmp_path / "run/decisions/eval.parquet", DECISION)
         assert sorted(decisions["reason"]) == ["correct", "unusable_row", "unusable_row"]
+        summary = json.loads((tmp_path / "run/eval/summary.json").read_text())
+        assert summary["benchmarks"]["mixed"]["left_out"] == 2 and summary["overall"]["questions"] == 1
         assert "not valid JSON" in " ".join(decisions["detail"])
         sent = server.total
         bad = tmp_path / "bad.json"

@@ -650,7 +650,8 @@ class Evaluate(Stage):
                              error=row["error"])
 
     def finish(self, stats: dict[str, float]) -> dict[str, float]:
-        summary = summarize(self.path(f"{OUT}/{RESULTS}"), self.model_id, self.config.mode)
+        summary = summarize(self.path(f"{OUT}/{RESULTS}"), self.model_id, self.config.mode,
+                            left_out={b.name: len(b.skipped) for b in self.benchmarks})
         path = Path(self.path(f"{OUT}/{SUMMARY}"))
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, summary)
@@ -660,12 +661,14 @@ class Evaluate(Stage):
         return {"accuracy": overall["accuracy"]} if overall["accuracy"] is not None else {}
 
 
-def summarize(results: str | Path, model: str, method: str) -> dict:
+def summarize(results: str | Path, model: str, method: str, left_out: dict[str, int] | None = None) -> dict:
     """The summary of a results table: per benchmark and overall, the counts, accuracy over questions with
-    a gold answer, and its 95% Wilson interval (null without answers)."""
+    a gold answer, and its 95% Wilson interval (null without answers). ``left_out``: rows of each
+    benchmark's file that could not be asked (reported with the counts)."""
+    left_out = left_out or {}
     df = read_polars(results, EVAL_RESULT, columns=["benchmark", "predicted", "answer", "correct", "flags"])
 
-    def block(rows) -> dict:
+    def block(rows, skipped: int) -> dict:
         n = rows.height
         with_answer = int(rows["answer"].is_not_null().sum())
         correct = int(rows["correct"].fill_null(False).sum())
@@ -675,12 +678,12 @@ def summarize(results: str | Path, model: str, method: str) -> dict:
                 "correct": correct if with_answer else None,
                 "accuracy": correct / with_answer if with_answer else None,
                 "ci95": list(interval) if interval else None,
-                "flagged": int((rows["flags"].list.len() > 0).sum())}
+                "flagged": int((rows["flags"].list.len() > 0).sum()), "left_out": skipped}
 
     names = list(dict.fromkeys(df["benchmark"].to_list()))
     return {"model": model, "method": method, "interval": "Wilson score, 95%",
-            "benchmarks": {name: block(df.filter(df["benchmark"] == name)) for name in names},
-            "overall": block(df)}
+            "benchmarks": {name: block(df.filter(df["benchmark"] == name), left_out.get(name, 0)) for name in names},
+            "overall": block(df, sum(left_out.values()))}
 
 
 def summary_lines(summary: dict) -> list[str]:
@@ -697,6 +700,10 @@ def summary_lines(summary: dict) -> list[str]:
             lo, hi = s["ci95"]
             lines.append(f"{name}: accuracy {s['accuracy']:.1%} ({s['correct']}/{s['with_answer']}), 95% CI "
                          f"[{lo:.1%}, {hi:.1%}]; {s['no_prediction']} without a prediction")
+        problems = [f"{s[k]} {what}" for k, what in (("flagged", "flagged (blank option or duplicated question)"),
+                                                     ("left_out", "rows left out")) if s.get(k)]
+        if problems:
+            lines[-1] += "; " + ", ".join(problems) + " (see decisions/eval.parquet)"
     return lines
 
 
