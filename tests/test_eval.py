@@ -419,3 +419,17 @@ def test_a_server_that_does_not_serve_the_model_is_refused_before_any_question(f
             run_eval("served-model", [subset(fixtures, tmp_path, 3)], tmp_path / "run", mode="generate",
                      endpoints=[server.url], executor=ONE_PROCESS)
         assert server.total == 0
+
+
+def test_flagged_questions_are_asked_and_their_rows_say_why(tmp_path, capsys):
+    q = {"question": "Which star is closest to the Sun?", "A": "Sirius", "B": "Proxima Centauri", "C": "Vega",
+         "D": "Deneb", "answer": "B"}
+    path = tmp_path / "flags.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (
+        {**q, "id": "1"}, {**q, "id": "2", "C": " "}, {**q, "id": "3", "question": "Which star is closest to the SUN?"})))
+    with FakeOpenAI(content="Answer: B") as server:
+        summary = run_eval("m", [path], tmp_path / "run", mode="generate", endpoints=[server.url], executor=ONE_PROCESS)
+    assert [(r["question_id"], r["flags"], r["correct"]) for r in rows(tmp_path / "run/eval/results.parquet")] == [
+        ("1", [], True), ("2", ["blank_option:C"], True), ("3", ["duplicate_question:1"], True)]
+    assert summary["overall"]["flagged"] == 2 and summary["overall"]["accuracy"] == 1.0
+    assert "2 flagged (blank option or duplicated question)" in capsys.readouterr().err
