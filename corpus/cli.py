@@ -237,6 +237,10 @@ from trainer.cli import HELP as _TRAIN_HELP, add_train_arguments, cmd_train  # n
 
 EXTRA_VERBS["train"] = (_TRAIN_HELP, lambda p: add_train_arguments(p, [common_options()]), cmd_train)
 
+from trainer.eval_cli import HELP as _EVAL_HELP, add_eval_arguments, cmd_eval  # noqa: E402
+
+EXTRA_VERBS["eval"] = (_EVAL_HELP, add_eval_arguments, cmd_eval)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

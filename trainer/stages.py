@@ -206,3 +206,5 @@ class TrainSFT(_TrainStep):
     config_class = SFTStepConfig
     trainer_config = SFTTrainConfig
     description = "supervised fine-tuning on the run's Q&A with TRL -> models/sft/ (recipe step of `sagecorpus train sft`)"
+
+import trainer.evaluate  # noqa: E402,F401  eval (recipe-only: its command is `sagecorpus eval MODEL QUESTIONS...`)
