@@ -1,0 +1,345 @@
+"""A run's HTML report: one self-contained page (plots embedded as ``data:`` PNGs, no external file or
+script) that says what the run holds and what each step did.
+
+Every table is read through ``schemas/`` (validated, only the columns a plot needs); the counters and
+configs come from the run's manifest and its finished steps (:mod:`corpus.publish.runinfo`). A plot
+whose table the run lacks (a corpus-only run has no Q&A), or whose table is empty, says "not in this
+run" and why, instead of a figure; a table that cannot be read says so too, and the rest of the report
+is still written. The same run folder gives the same bytes.
+
+``sagecorpus report RUN_DIR`` and the recipe stage ``report`` write ``RUN_DIR/report.html``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from corpus.publish import plots
+from corpus.publish.runinfo import RunInfo, load_run
+from schemas import DECISION, DOCUMENT, GRADE, PAPER, SchemaError, Table, count_rows, read_polars
+
+REPORT_NAME = "report.html"
+
+# Where the stages write their tables in a run folder (fixed by the stages' ``outputs()``).
+PAPERS = "papers.parquet"
+DOCUMENTS = "documents.parquet"  # extracted, before curation
+CORPUS = "corpus.parquet"  # after curation
+GRADES = "qa/grades.parquet"
+DEDUP_DECISIONS = "decisions/dedup.parquet"
+FILTER_DECISIONS = "decisions/filter.parquet"
+
+CRITERIA = ("correctness", "standalone", "pertinence", "overall")
+PAGE_EXTRACTORS = {"latex": "LaTeX", "pymupdf": "text layer", "pdf": "text layer", "nougat": "OCR", "none": "no text"}
+DOCUMENT_EXTRACTORS = {"latex": "LaTeX", "pdf": "text layer", "nougat": "OCR", "mixed": "text layer + OCR", "none": "no text"}
+TOP_CATEGORIES = 20
+
+TITLES = {  # plot -> its heading in the report
+    "papers_per_year": "Papers per year", "papers_per_category": "Papers per category",
+    "text_lengths": "Text length distribution", "extractors": "Extractor per page",
+    "dedup_clusters": "Deduplication cluster sizes", "quality_scores": "Quality score",
+    "grades": "Q&A grades per criterion", "usage": "Requests, tokens and cost per stage",
+}
+
+
+class NotInRun(Exception):
+    """A plot's data is absent from the run; the message says why (shown in its place)."""
+
+
+@dataclass
+class Section:
+    """One plot of the report: its figure, or the reason it has none."""
+
+    key: str
+    caption: str = ""
+    png: bytes | None = None
+    missing: str | None = None  # "not in this run: ..." or "could not be read: ..."
+
+    @property
+    def title(self) -> str:
+        return TITLES[self.key]
+
+
+# -------------------------------------------------------------------------------------- reading
+
+
+def _table(run: RunInfo, rel: str, table: Table, columns: list[str], needs: str):
+    """The run's ``rel`` as a validated polars frame of ``columns``; NotInRun when absent or empty."""
+    path = run.root / rel
+    if not path.is_file():
+        raise NotInRun(f"not in this run: no {rel} ({needs})")
+    if count_rows(path, table) == 0:
+        raise NotInRun(f"not in this run: {rel} is empty")
+    return read_polars(path, table, columns)
+
+
+# -------------------------------------------------------------------------------------- the plots
+
+
+def papers_per_year(run: RunInfo) -> Section:
+    s = Section("papers_per_year")
+    df = _table(run, PAPERS, PAPER, ["submitted"], "the ingest step writes it")
+    years = Counter(str(d.year) if d is not None else "unknown" for d in df["submitted"].to_list())
+    order = sorted(k for k in years if k != "unknown") + (["unknown"] if "unknown" in years else [])
+    s.png = plots.bar_chart({k: years[k] for k in order}, "Papers per year (first version)", ylabel="papers")
+    s.caption = f"{df.height:,} papers ingested; year of the first arXiv version ('unknown': no metadata)."
+    return s
+
+
+def papers_per_category(run: RunInfo) -> Section:
+    s = Section("papers_per_category")
+    df = _table(run, PAPERS, PAPER, ["categories"], "the ingest step writes it")
+    primary = Counter(cats[0] if cats else "none" for cats in df["categories"].to_list())
+    top = dict(sorted(primary.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES])
+    rest = sum(primary.values()) - sum(top.values())
+    if rest:
+        top[f"{len(primary) - len(top)} others"] = rest
+    s.png = plots.bar_chart(top, "Papers per primary arXiv category", xlabel="papers", horizontal=True)
+    s.caption = (f"{df.height:,} papers by primary category ('none': no metadata); "
+                 f"{sum(len(c) > 1 for c in df['categories'].to_list()):,} are cross-listed in more.")
+    return s
+
+
+def text_lengths(run: RunInfo) -> Section:
+    s = Section("text_lengths")
+    series, notes = {}, []
+    for rel, name in ((DOCUMENTS, "extracted"), (CORPUS, "final corpus")):
+        try:
+            df = _table(run, rel, DOCUMENT, ["text", "n_chars"], "")
+        except NotInRun as e:
+            notes.append(str(e).replace(" ()", ""))
+            continue
+        lengths = df.filter(df["text"].is_not_null())["n_chars"].to_list()
+        if lengths:
+            series[name] = lengths
+        else:
+            notes.append(f"{rel}: no document has text")
+    if not series:
+        raise NotInRun("not in this run: " + "; ".join(n.removeprefix("not in this run: ") for n in notes))
+    every = [n for v in series.values() for n in v]
+    wide = min(every) > 0 and max(every) >= 20 * min(every)  # a log axis only when lengths span decades
+    s.png = plots.histogram(series, "Characters per document", "characters" + (" (log scale)" if wide else ""),
+                            log_x=wide)
+    s.caption = "; ".join(f"{name}: {len(v):,} documents, median {sorted(v)[len(v) // 2]:,} characters"
+                          for name, v in series.items()) + ("" if not notes else " (" + "; ".join(notes) + ")")
+    return s
+
+
+def extractors(run: RunInfo) -> Section:
+    s = Section("extractors")
+    df = _table(run, DOCUMENTS, DOCUMENT, ["extractor", "pages"], "the extract step writes it")
+    docs = Counter(DOCUMENT_EXTRACTORS.get(e, e) for e in df["extractor"].to_list())
+    pages = Counter(PAGE_EXTRACTORS.get(p["extractor"], p["extractor"]) for ps in df["pages"].to_list() for p in ps)
+    groups = {"papers, by extractor": dict(docs.most_common())}
+    if pages:
+        groups["PDF pages, by extractor"] = dict(pages.most_common())
+    s.png = plots.panels(groups, "Where the text came from", horizontal=True)
+    s.caption = (f"{df.height:,} papers; {sum(pages.values()):,} PDF pages. A paper converted from its LaTeX "
+                 "source has no PDF pages; 'no text': a page neither the text layer nor OCR gave text for.")
+    return s
+
+
+def dedup_clusters(run: RunInfo) -> Section:
+    s = Section("dedup_clusters")
+    df = _table(run, DEDUP_DECISIONS, DECISION, ["cluster_id", "action"], "the dedup step writes it")
+    clusters = Counter(c for c in df["cluster_id"].to_list() if c is not None)
+    if not clusters:
+        raise NotInRun(f"no duplicates in this run: all {df.height:,} documents are unique")
+    sizes = Counter(clusters.values())
+    dropped = df.filter(df["action"] == "dropped").height
+    s.png = plots.bar_chart({str(k): sizes[k] for k in sorted(sizes)}, "Duplicate clusters by size",
+                            xlabel="documents in the cluster", ylabel="clusters")
+    s.caption = (f"{len(clusters):,} cluster(s) (exact and near duplicates) over {df.height:,} documents; "
+                 f"{dropped:,} documents dropped, one kept per cluster.")
+    return s
+
+
+def quality_scores(run: RunInfo) -> Section:
+    s = Section("quality_scores")
+    df = _table(run, FILTER_DECISIONS, DECISION, ["score", "action"], "the filter step writes it")
+    scores = [v for v in df["score"].to_list() if v is not None]
+    if not scores:
+        raise NotInRun("not in this run: the filter step applied no quality classifier (no scores)")
+    config = run.step_config("filter") or {}
+    threshold = config.get("quality_threshold")
+    mark = (threshold, f"threshold {threshold:g}") if threshold is not None else None
+    s.png = plots.histogram({"documents": scores}, "Quality classifier score", "probability of the positive label",
+                            bins=[i / 20 for i in range(21)], threshold=mark)
+    below = sum(v < threshold for v in scores) if threshold is not None else None
+    s.caption = f"{len(scores):,} documents scored" + (
+        f"; {below:,} below the threshold {threshold:g}" if below is not None
+        else "; the threshold is not recorded yet (the run's manifest is written when the run ends)")
+    return s
+
+
+def grades(run: RunInfo) -> Section:
+    s = Section("grades")
+    df = _table(run, GRADES, GRADE, [*CRITERIA, "error"], "the qa_grade step writes it")
+    ok = df.filter(df["error"].is_null())
+    if ok.height == 0:
+        raise NotInRun(f"not in this run: none of the {df.height:,} grade replies could be parsed")
+    config = run.step_config("qa_select") or {}
+    groups, marks = {}, {}
+    for c in CRITERIA:
+        counts = Counter(ok[c].to_list())
+        groups[c] = {str(g): counts.get(g, 0) for g in range(1, 6)}
+        if counts.get(None):
+            groups[c]["none"] = counts[None]
+        if config.get(f"min_{c}") is not None:
+            m = config[f"min_{c}"]
+            marks[c] = (m - 1.5, f"qa_select keeps >= {m}")
+    s.png = plots.panels(groups, "Grades (1-5) per criterion", xlabel="grade", marks=marks)
+    s.caption = f"{ok.height:,} pairs graded; {df.height - ok.height:,} grade replies could not be parsed."
+    return s
+
+
+USAGE = {  # counter prefix -> panel title
+    "requests.sent": "requests sent",
+    "requests.stored": "requests replayed from the store",
+    "tokens.prompt": "prompt tokens",
+    "tokens.completion": "completion tokens",
+    "cost.usd": "cost (USD)",
+}
+
+
+def usage(run: RunInfo) -> Section:
+    s = Section("usage")
+    groups = {}
+    for counter, title in USAGE.items():
+        values = {f"{key}": stats.get(counter, 0) for key, _, stats in run.steps if stats.get(counter)}
+        if values:
+            groups[title] = values
+    if not groups:
+        raise NotInRun("not in this run: no step called a model (no request, token or cost counters)")
+    s.png = plots.panels(groups, "Model calls per step", horizontal=True)
+    s.caption = ("From each step's counters. Cost appears only where prices were configured "
+                 "(price_input_per_m / price_output_per_m, or tokens_per_s with gpu_hour_price).")
+    return s
+
+
+PLOTS: list[Callable[[RunInfo], Section]] = [
+    papers_per_year, papers_per_category, text_lengths, extractors, dedup_clusters, quality_scores, grades, usage,
+]
+
+
+def sections(run: RunInfo) -> list[Section]:
+    """Every plot of the report, each with its figure or the reason it has none."""
+    out = []
+    for plot in PLOTS:
+        try:
+            out.append(plot(run))
+        except NotInRun as e:
+            out.append(Section(plot.__name__, missing=str(e)))
+        except (SchemaError, OSError) as e:  # one bad table never hides the rest of the report
+            out.append(Section(plot.__name__, missing=f"could not be read: {e}"))
+    return out
+
+
+
+
+# -------------------------------------------------------------------------------------- the page
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+th, td { border: 1px solid #ddd; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; height: auto; display: block; }
+.missing { color: #777; font-style: italic; }
+.caption { color: #555; font-size: 0.9em; }
+code { font-size: 0.9em; }
+"""
+
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _html_table(header: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="n">{v:,}</td>' if i in numeric and isinstance(v, (int, float))
+                         else f"<td>{_e('' if v is None else v)}</td>" for i, v in enumerate(r)) + "</tr>"
+        for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def steps_table(run: RunInfo) -> str:
+    """One row per step: items, and the decisions kept / changed / dropped / failed."""
+    actions = ["kept", "changed", "dropped", "failed"]
+    rows = [[key, int(stats.get("items", 0))] + [int(stats.get(f"decisions.{a}", 0)) for a in actions]
+            for key, _, stats in run.steps]
+    return _html_table(["step", "items", *actions], rows, numeric={1, 2, 3, 4, 5})
+
+
+def outputs_table(run: RunInfo) -> str:
+    if run.manifest is None:
+        return '<p class="missing">not recorded yet: the run\'s manifest is written when the run ends</p>'
+    rows = [[e.path, f"{e.table} v{e.version}" if e.table else "", e.rows, e.sha256[:16]] for e in run.manifest.outputs]
+    return _html_table(["file", "table", "rows", "sha256"], rows, numeric={2})
+
+
+def models_table(run: RunInfo) -> str:
+    models = run.manifest.models if run.manifest else []
+    if not models:
+        return '<p class="missing">no model recorded in this run</p>'
+    rows = [[m.get("stage"), m.get("role"), m.get("model_id") or m.get("id"), m.get("template"),
+             (m.get("sha256") or "")[:16], m.get("license")] for m in models]
+    return _html_table(["stage", "role", "model", "template", "sha256", "licence"], rows)
+
+
+def _section_html(s: Section) -> str:
+    parts = [f'<section id="{_e(s.key)}"><h2>{_e(s.title)}</h2>']
+    if s.png is not None:
+        data = base64.b64encode(s.png).decode()
+        parts.append(f'<img src="data:image/png;base64,{data}" alt="{_e(s.title)}">')
+        if s.caption:
+            parts.append(f'<p class="caption">{_e(s.caption)}</p>')
+    else:
+        parts.append(f'<p class="missing">{_e(s.missing)}</p>')
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def render(run: RunInfo) -> str:
+    """The report page of a run, as HTML text."""
+    name = run.root.resolve().name
+    record = run.manifest.run if run.manifest else {}
+    about = []
+    if record:
+        about.append(f"Run from {_e(record.get('start'))} to {_e(record.get('end'))} on {_e(record.get('host'))}: "
+                     f"<code>sagecorpus {_e(' '.join(record.get('argv') or []))}</code>")
+    if run.manifest is not None:
+        packages = ", ".join(f"{k} {v}" for k, v in sorted(run.manifest.packages.items()))
+        about.append(f"Python {_e(run.manifest.python)}; {_e(packages)}")
+    secs = sections(run)
+    body = [
+        f"<h1>sagecorpus run report: {_e(name)}</h1>",
+        *(f"<p>{a}</p>" for a in about),
+        f"<p>{sum(s.png is not None for s in secs)} of {len(secs)} plots; the others are not in this run.</p>",
+        "<h2>Steps</h2>", steps_table(run),
+        *(_section_html(s) for s in secs),
+        "<h2>Models</h2>", models_table(run),
+        "<h2>Outputs</h2>", outputs_table(run),
+    ]
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>sagecorpus report: {_e(name)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+            + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write the report of the run in ``run_dir`` to ``out`` (default ``run_dir/report.html``), atomically."""
+    run = load_run(run_dir)
+    path = Path(out) if out is not None else run.root / REPORT_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render(run), encoding="utf-8")
+    tmp.replace(path)
+    return path
