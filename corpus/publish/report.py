@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from corpus.publish import plots
-from corpus.publish.runinfo import RunInfo, load_run
+from corpus.publish.runinfo import RunInfo, from_steps, load_run
+from corpus.run.stage import OneTaskStage, StageConfig, register_stage
 from schemas import DECISION, DOCUMENT, GRADE, PAPER, SchemaError, Table, count_rows, read_polars
 
 REPORT_NAME = "report.html"
@@ -45,6 +46,13 @@ TITLES = {  # plot -> its heading in the report
     "dedup_clusters": "Deduplication cluster sizes", "quality_scores": "Quality score",
     "grades": "Q&A grades per criterion", "usage": "Requests, tokens and cost per stage",
 }
+
+
+def _plots():
+    """The drawing module: matplotlib is imported when a report is drawn, not when the stages register."""
+    from corpus.publish import plots
+
+    return plots
 
 
 class NotInRun(Exception):
@@ -86,7 +94,7 @@ def papers_per_year(run: RunInfo) -> Section:
     df = _table(run, PAPERS, PAPER, ["submitted"], "the ingest step writes it")
     years = Counter(str(d.year) if d is not None else "unknown" for d in df["submitted"].to_list())
     order = sorted(k for k in years if k != "unknown") + (["unknown"] if "unknown" in years else [])
-    s.png = plots.bar_chart({k: years[k] for k in order}, "Papers per year (first version)", ylabel="papers")
+    s.png = _plots().bar_chart({k: years[k] for k in order}, "Papers per year (first version)", ylabel="papers")
     s.caption = f"{df.height:,} papers ingested; year of the first arXiv version ('unknown': no metadata)."
     return s
 
@@ -99,7 +107,7 @@ def papers_per_category(run: RunInfo) -> Section:
     rest = sum(primary.values()) - sum(top.values())
     if rest:
         top[f"{len(primary) - len(top)} others"] = rest
-    s.png = plots.bar_chart(top, "Papers per primary arXiv category", xlabel="papers", horizontal=True)
+    s.png = _plots().bar_chart(top, "Papers per primary arXiv category", xlabel="papers", horizontal=True)
     s.caption = (f"{df.height:,} papers by primary category ('none': no metadata); "
                  f"{sum(len(c) > 1 for c in df['categories'].to_list()):,} are cross-listed in more.")
     return s
@@ -123,7 +131,7 @@ def text_lengths(run: RunInfo) -> Section:
         raise NotInRun("not in this run: " + "; ".join(n.removeprefix("not in this run: ") for n in notes))
     every = [n for v in series.values() for n in v]
     wide = min(every) > 0 and max(every) >= 20 * min(every)  # a log axis only when lengths span decades
-    s.png = plots.histogram(series, "Characters per document", "characters" + (" (log scale)" if wide else ""),
+    s.png = _plots().histogram(series, "Characters per document", "characters" + (" (log scale)" if wide else ""),
                             log_x=wide)
     s.caption = "; ".join(f"{name}: {len(v):,} documents, median {sorted(v)[len(v) // 2]:,} characters"
                           for name, v in series.items()) + ("" if not notes else " (" + "; ".join(notes) + ")")
@@ -138,7 +146,7 @@ def extractors(run: RunInfo) -> Section:
     groups = {"papers, by extractor": dict(docs.most_common())}
     if pages:
         groups["PDF pages, by extractor"] = dict(pages.most_common())
-    s.png = plots.panels(groups, "Where the text came from", horizontal=True)
+    s.png = _plots().panels(groups, "Where the text came from", horizontal=True)
     s.caption = (f"{df.height:,} papers; {sum(pages.values()):,} PDF pages. A paper converted from its LaTeX "
                  "source has no PDF pages; 'no text': a page neither the text layer nor OCR gave text for.")
     return s
@@ -152,7 +160,7 @@ def dedup_clusters(run: RunInfo) -> Section:
         raise NotInRun(f"no duplicates in this run: all {df.height:,} documents are unique")
     sizes = Counter(clusters.values())
     dropped = df.filter(df["action"] == "dropped").height
-    s.png = plots.bar_chart({str(k): sizes[k] for k in sorted(sizes)}, "Duplicate clusters by size",
+    s.png = _plots().bar_chart({str(k): sizes[k] for k in sorted(sizes)}, "Duplicate clusters by size",
                             xlabel="documents in the cluster", ylabel="clusters")
     s.caption = (f"{len(clusters):,} cluster(s) (exact and near duplicates) over {df.height:,} documents; "
                  f"{dropped:,} documents dropped, one kept per cluster.")
@@ -168,7 +176,7 @@ def quality_scores(run: RunInfo) -> Section:
     config = run.step_config("filter") or {}
     threshold = config.get("quality_threshold")
     mark = (threshold, f"threshold {threshold:g}") if threshold is not None else None
-    s.png = plots.histogram({"documents": scores}, "Quality classifier score", "probability of the positive label",
+    s.png = _plots().histogram({"documents": scores}, "Quality classifier score", "probability of the positive label",
                             bins=[i / 20 for i in range(21)], threshold=mark)
     below = sum(v < threshold for v in scores) if threshold is not None else None
     s.caption = f"{len(scores):,} documents scored" + (
@@ -193,32 +201,33 @@ def grades(run: RunInfo) -> Section:
         if config.get(f"min_{c}") is not None:
             m = config[f"min_{c}"]
             marks[c] = (m - 1.5, f"qa_select keeps >= {m}")
-    s.png = plots.panels(groups, "Grades (1-5) per criterion", xlabel="grade", marks=marks)
+    s.png = _plots().panels(groups, "Grades (1-5) per criterion", xlabel="grade", marks=marks)
     s.caption = f"{ok.height:,} pairs graded; {df.height - ok.height:,} grade replies could not be parsed."
     return s
 
 
-USAGE = {  # counter prefix -> panel title
-    "requests.sent": "requests sent",
-    "requests.stored": "requests replayed from the store",
-    "tokens.prompt": "prompt tokens",
-    "tokens.completion": "completion tokens",
-    "cost.usd": "cost (USD)",
+USAGE = {  # panel title -> the counters it adds up
+    "requests": ("requests.sent", "requests.stored"),  # sent, or replayed from the store: the same data either way
+    "prompt tokens": ("tokens.prompt",),
+    "completion tokens": ("tokens.completion",),
+    "cost (USD)": ("cost.usd",),
 }
 
 
 def usage(run: RunInfo) -> Section:
     s = Section("usage")
     groups = {}
-    for counter, title in USAGE.items():
-        values = {f"{key}": stats.get(counter, 0) for key, _, stats in run.steps if stats.get(counter)}
+    for title, counters in USAGE.items():
+        values = {step.key: sum(step.stats.get(c, 0) for c in counters) for step in run.steps}
+        values = {k: v for k, v in values.items() if v}
         if values:
             groups[title] = values
     if not groups:
         raise NotInRun("not in this run: no step called a model (no request, token or cost counters)")
-    s.png = plots.panels(groups, "Model calls per step", horizontal=True)
-    s.caption = ("From each step's counters. Cost appears only where prices were configured "
-                 "(price_input_per_m / price_output_per_m, or tokens_per_s with gpu_hour_price).")
+    s.png = _plots().panels(groups, "Model calls per step", horizontal=True)
+    s.caption = ("From each step's counters; requests count those sent to the model and those replayed from the "
+                 "run's store alike. Cost appears only where prices were configured (price_input_per_m / "
+                 "price_output_per_m, or tokens_per_s with gpu_hour_price).")
     return s
 
 
@@ -274,24 +283,32 @@ def _html_table(header: list[str], rows: list[list], numeric: set[int] = frozens
 def steps_table(run: RunInfo) -> str:
     """One row per step: items, and the decisions kept / changed / dropped / failed."""
     actions = ["kept", "changed", "dropped", "failed"]
-    rows = [[key, int(stats.get("items", 0))] + [int(stats.get(f"decisions.{a}", 0)) for a in actions]
-            for key, _, stats in run.steps]
+    rows = [[step.key, int(step.stats.get("items", 0))] + [int(step.stats.get(f"decisions.{a}", 0)) for a in actions]
+            for step in run.steps]
     return _html_table(["step", "items", *actions], rows, numeric={1, 2, 3, 4, 5})
 
 
+def configs_html(run: RunInfo) -> str:
+    """Each step's config (secrets redacted), folded."""
+    parts = []
+    for step in run.steps:
+        text = json.dumps(step.config, indent=1, sort_keys=True, ensure_ascii=False) if step.config is not None else "not recorded"
+        parts.append(f"<details><summary>{_e(step.key)}</summary><pre>{_e(text)}</pre></details>")
+    return "\n".join(parts)
+
+
 def outputs_table(run: RunInfo) -> str:
-    if run.manifest is None:
-        return '<p class="missing">not recorded yet: the run\'s manifest is written when the run ends</p>'
-    rows = [[e.path, f"{e.table} v{e.version}" if e.table else "", e.rows, e.sha256[:16]] for e in run.manifest.outputs]
+    if run.outputs is None:
+        return '<p class="missing">not recorded: this folder has no manifest</p>'
+    rows = [[o.path, o.table or "", o.rows, o.sha256[:16]] for o in run.outputs]
     return _html_table(["file", "table", "rows", "sha256"], rows, numeric={2})
 
 
 def models_table(run: RunInfo) -> str:
-    models = run.manifest.models if run.manifest else []
-    if not models:
-        return '<p class="missing">no model recorded in this run</p>'
+    if not run.models:
+        return '<p class="missing">no model was called in this run</p>'
     rows = [[m.get("stage"), m.get("role"), m.get("model_id") or m.get("id"), m.get("template"),
-             (m.get("sha256") or "")[:16], m.get("license")] for m in models]
+             (m.get("sha256") or "")[:16], m.get("license")] for m in run.models]
     return _html_table(["stage", "role", "model", "template", "sha256", "licence"], rows)
 
 
@@ -308,38 +325,92 @@ def _section_html(s: Section) -> str:
     return "\n".join(parts)
 
 
-def render(run: RunInfo) -> str:
-    """The report page of a run, as HTML text."""
-    name = run.root.resolve().name
-    record = run.manifest.run if run.manifest else {}
+def render(run: RunInfo, secs: list[Section] | None = None) -> str:
+    """The report page of a run, as HTML text (nothing in it depends on where the run folder is);
+    ``secs``: its plots, when already drawn."""
     about = []
-    if record:
-        about.append(f"Run from {_e(record.get('start'))} to {_e(record.get('end'))} on {_e(record.get('host'))}: "
-                     f"<code>sagecorpus {_e(' '.join(record.get('argv') or []))}</code>")
-    if run.manifest is not None:
-        packages = ", ".join(f"{k} {v}" for k, v in sorted(run.manifest.packages.items()))
-        about.append(f"Python {_e(run.manifest.python)}; {_e(packages)}")
-    secs = sections(run)
+    if run.record:
+        about.append(f"Run from {_e(run.record.get('start'))} to {_e(run.record.get('end'))} on "
+                     f"{_e(run.record.get('host'))}: <code>sagecorpus {_e(' '.join(run.record.get('argv') or []))}</code>")
+    if run.packages:
+        packages = ", ".join(f"{k} {v}" for k, v in sorted(run.packages.items()))
+        about.append(f"Python {_e(run.python)}; {_e(packages)}")
+    secs = sections(run) if secs is None else secs
     body = [
-        f"<h1>sagecorpus run report: {_e(name)}</h1>",
+        "<h1>sagecorpus run report</h1>",
         *(f"<p>{a}</p>" for a in about),
-        f"<p>{sum(s.png is not None for s in secs)} of {len(secs)} plots; the others are not in this run.</p>",
+        f"<p>{sum(s.png is not None for s in secs)} of {len(secs)} plots; the others say why they are not in this run.</p>",
         "<h2>Steps</h2>", steps_table(run),
         *(_section_html(s) for s in secs),
         "<h2>Models</h2>", models_table(run),
         "<h2>Outputs</h2>", outputs_table(run),
+        "<h2>Configs</h2>", configs_html(run),
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>sagecorpus report: {_e(name)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+            f"<title>sagecorpus run report</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
             + "\n".join(body) + "\n</body>\n</html>\n")
 
 
-def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Write the report of the run in ``run_dir`` to ``out`` (default ``run_dir/report.html``), atomically."""
-    run = load_run(run_dir)
-    path = Path(out) if out is not None else run.root / REPORT_NAME
+def write_html(run: RunInfo, path: str | os.PathLike, secs: list[Section] | None = None) -> Path:
+    """Write ``run``'s report to ``path``, atomically (a ``.tmp`` file renamed)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render(run), encoding="utf-8")
+    tmp.write_text(render(run, secs), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write the report of the (finished) run in ``run_dir`` to the file ``out``, from its manifest.
+
+    From Python, without adding a step to the run. ``sagecorpus report RUN_DIR`` instead adds the
+    ``report`` step to the run, which writes ``RUN_DIR/report.html`` and lists it in the manifest.
+    """
+    return write_html(load_run(run_dir), out)
+
+
+# -------------------------------------------------------------------------------------- the stage
+
+
+READS = (PAPERS, DOCUMENTS, CORPUS, GRADES, DEDUP_DECISIONS, FILTER_DECISIONS)  # the tables the plots read
+
+
+class ReportConfig(StageConfig):
+    """The report has no setting of its own: it shows what the steps before it wrote and counted."""
+
+
+@register_stage
+class Report(OneTaskStage):
+    """Write ``report.html``: the run's plots and tables, from the steps before this one (put it last)."""
+
+    name = "report"
+    config_class = ReportConfig
+    recipe_only = True  # its command is `sagecorpus report RUN_DIR`
+    description = ("Write report.html: a self-contained HTML report of the run (papers per year and category, text "
+                   "lengths, extractor per page, duplicate clusters, quality scores, Q&A grades, requests, tokens, cost).")
+
+    def requirements(self) -> dict[str, str]:
+        return {"matplotlib": "report"}
+
+    def outputs(self):
+        return {**super().outputs(), REPORT_NAME: None}
+
+    def reads(self) -> list[str]:
+        """The tables the plots read that the steps before it write: a change in any redoes the report."""
+        written = {o for s in self.earlier for o in s.outputs()}
+        return [rel for rel in READS if rel in written]
+
+    def what_config(self) -> dict:
+        """Its identity covers the earlier steps' configs too (the report shows them, and thresholds from them)."""
+        return {**super().what_config(), "earlier": [{"stage": s.name, "config": s.what_config()} for s in self.earlier]}
+
+    def run_task(self):
+        run = from_steps(self.out_dir, self.earlier)
+        secs = sections(run)
+        write_html(run, self.out_dir / REPORT_NAME, secs)
+        drawn = [s.key for s in secs if s.png is not None]
+        self.stat_update("plots.drawn", value=len(drawn))
+        self.stat_update("plots.not_in_run", value=len(secs) - len(drawn))
+        yield self.decisions_file, [self.decision(
+            REPORT_NAME, "kept", "written", plots=drawn, not_in_run={s.key: s.missing for s in secs if s.png is None})]
