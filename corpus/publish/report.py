@@ -267,15 +267,15 @@ code { font-size: 0.9em; }
 """
 
 
-def _e(value) -> str:
+def esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _html_table(header: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+def html_table(header: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f'<td class="n">{v:,}</td>' if i in numeric and isinstance(v, (int, float))
-                         else f"<td>{_e('' if v is None else v)}</td>" for i, v in enumerate(r)) + "</tr>"
+                         else f"<td>{esc('' if v is None else v)}</td>" for i, v in enumerate(r)) + "</tr>"
         for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -285,7 +285,7 @@ def steps_table(run: RunInfo) -> str:
     actions = ["kept", "changed", "dropped", "failed"]
     rows = [[step.key, int(step.stats.get("items", 0))] + [int(step.stats.get(f"decisions.{a}", 0)) for a in actions]
             for step in run.steps]
-    return _html_table(["step", "items", *actions], rows, numeric={1, 2, 3, 4, 5})
+    return html_table(["step", "items", *actions], rows, numeric={1, 2, 3, 4, 5})
 
 
 def configs_html(run: RunInfo) -> str:
@@ -293,7 +293,7 @@ def configs_html(run: RunInfo) -> str:
     parts = []
     for step in run.steps:
         text = json.dumps(step.config, indent=1, sort_keys=True, ensure_ascii=False) if step.config is not None else "not recorded"
-        parts.append(f"<details><summary>{_e(step.key)}</summary><pre>{_e(text)}</pre></details>")
+        parts.append(f"<details><summary>{esc(step.key)}</summary><pre>{esc(text)}</pre></details>")
     return "\n".join(parts)
 
 
@@ -301,7 +301,7 @@ def outputs_table(run: RunInfo) -> str:
     if run.outputs is None:
         return '<p class="missing">not recorded: this folder has no manifest</p>'
     rows = [[o.path, o.table or "", o.rows, o.sha256[:16]] for o in run.outputs]
-    return _html_table(["file", "table", "rows", "sha256"], rows, numeric={2})
+    return html_table(["file", "table", "rows", "sha256"], rows, numeric={2})
 
 
 def models_table(run: RunInfo) -> str:
@@ -309,18 +309,18 @@ def models_table(run: RunInfo) -> str:
         return '<p class="missing">no model was called in this run</p>'
     rows = [[m.get("stage"), m.get("role"), m.get("model_id") or m.get("id"), m.get("template"),
              (m.get("sha256") or "")[:16], m.get("license")] for m in run.models]
-    return _html_table(["stage", "role", "model", "template", "sha256", "licence"], rows)
+    return html_table(["stage", "role", "model", "template", "sha256", "licence"], rows)
 
 
 def _section_html(s: Section) -> str:
-    parts = [f'<section id="{_e(s.key)}"><h2>{_e(s.title)}</h2>']
+    parts = [f'<section id="{esc(s.key)}"><h2>{esc(s.title)}</h2>']
     if s.png is not None:
         data = base64.b64encode(s.png).decode()
-        parts.append(f'<img src="data:image/png;base64,{data}" alt="{_e(s.title)}">')
+        parts.append(f'<img src="data:image/png;base64,{data}" alt="{esc(s.title)}">')
         if s.caption:
-            parts.append(f'<p class="caption">{_e(s.caption)}</p>')
+            parts.append(f'<p class="caption">{esc(s.caption)}</p>')
     else:
-        parts.append(f'<p class="missing">{_e(s.missing)}</p>')
+        parts.append(f'<p class="missing">{esc(s.missing)}</p>')
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -330,11 +330,11 @@ def render(run: RunInfo, secs: list[Section] | None = None) -> str:
     ``secs``: its plots, when already drawn."""
     about = []
     if run.record:
-        about.append(f"Run from {_e(run.record.get('start'))} to {_e(run.record.get('end'))} on "
-                     f"{_e(run.record.get('host'))}: <code>sagecorpus {_e(' '.join(run.record.get('argv') or []))}</code>")
+        about.append(f"Run from {esc(run.record.get('start'))} to {esc(run.record.get('end'))} on "
+                     f"{esc(run.record.get('host'))}: <code>sagecorpus {esc(' '.join(run.record.get('argv') or []))}</code>")
     if run.packages:
         packages = ", ".join(f"{k} {v}" for k, v in sorted(run.packages.items()))
-        about.append(f"Python {_e(run.python)}; {_e(packages)}")
+        about.append(f"Python {esc(run.python)}; {esc(packages)}")
     secs = sections(run) if secs is None else secs
     body = [
         "<h1>sagecorpus run report</h1>",
