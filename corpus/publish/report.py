@@ -336,10 +336,11 @@ def render(run: RunInfo, secs: list[Section] | None = None) -> str:
         packages = ", ".join(f"{k} {v}" for k, v in sorted(run.packages.items()))
         about.append(f"Python {esc(run.python)}; {esc(packages)}")
     secs = sections(run) if secs is None else secs
+    drawn = sum(s.png is not None for s in secs)
     body = [
         "<h1>sagecorpus run report</h1>",
         *(f"<p>{a}</p>" for a in about),
-        f"<p>{sum(s.png is not None for s in secs)} of {len(secs)} plots; the others say why they are not in this run.</p>",
+        f"<p>{drawn} of {len(secs)} plots" + ("; the others say why they are not in this run" if drawn < len(secs) else "") + ".</p>",
         "<h2>Steps</h2>", steps_table(run),
         *(_section_html(s) for s in secs),
         "<h2>Models</h2>", models_table(run),
