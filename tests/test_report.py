@@ -237,3 +237,120 @@ def test_dataset_and_run_summaries_for_notebooks(full_run, corpus_run):
     assert r["corpus.parquet"].rows == r.datasets["corpus.parquet"].rows > 0
     with pytest.raises(ValueError, match="report.html: not a readable Parquet file"):
         Dataset(run / "report.html")
+
+
+# ---------------------------------------------------------------------------------------- a real browser
+
+CHECK_PAGE = """(async () => {
+  const images = [];
+  for (const img of document.images) {
+    let decoded = true, error = null;
+    try { await img.decode(); } catch (e) { decoded = false; error = String(e); }
+    images.push({alt: img.alt, complete: img.complete, width: img.naturalWidth, height: img.naturalHeight,
+                 shown: img.getBoundingClientRect().width, decoded, error, scheme: img.src.split(",")[0]});
+  }
+  return {ready: document.readyState, title: document.title, images,
+          sections: document.querySelectorAll("section").length,
+          missing: [...document.querySelectorAll("section .missing")].map(e => e.textContent)};
+})()"""
+
+
+def chromium() -> str:
+    import os
+    import shutil
+
+    for name in (os.environ.get("SAGECORPUS_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("no chromium found (CI installs Debian's chromium in .ci/run; or set SAGECORPUS_CHROMIUM)")
+
+
+def open_in_chromium(page: Path, profile: Path, width: int = 1000) -> tuple[dict, list[str], bytes]:
+    """Load ``page`` in a real headless Chromium through the DevTools protocol: what the page's script
+    found (images decoded...), every URL the page requested, and a full-page PNG screenshot."""
+    import asyncio
+    import subprocess
+    import time
+
+    import aiohttp
+
+    proc = subprocess.Popen(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
+         "--hide-scrollbars", f"--window-size={width},900", "--remote-debugging-port=0", f"--user-data-dir={profile}",
+         "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not (port_file.is_file() and port_file.read_text().strip()):
+            assert proc.poll() is None, f"chromium exited with {proc.returncode}"
+            assert time.monotonic() < deadline, "chromium did not open its DevTools port in 60 s"
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+
+        async def session():
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/json/list") as r:
+                    target = next(t for t in await r.json() if t["type"] == "page")
+                async with http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                    events, ids = [], iter(range(1, 1 << 30))
+
+                    async def call(method, **params):
+                        i = next(ids)
+                        await ws.send_json({"id": i, "method": method, "params": params})
+                        while True:
+                            msg = await ws.receive_json()
+                            if msg.get("id") == i:
+                                assert "error" not in msg, f"{method}: {msg['error']}"
+                                return msg["result"]
+                            events.append(msg)
+
+                    await call("Page.enable")
+                    await call("Network.enable")
+                    await call("Page.navigate", url=page.as_uri())
+                    while not any(e.get("method") == "Page.loadEventFired" for e in events):
+                        events.append(await ws.receive_json())
+                    found = await call("Runtime.evaluate", expression=CHECK_PAGE, awaitPromise=True, returnByValue=True)
+                    size = (await call("Page.getLayoutMetrics"))["cssContentSize"]
+                    shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                                      clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1})
+                    urls = [e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"]
+                    return found["result"]["value"], urls, base64.b64decode(shot["data"])
+
+        return asyncio.run(asyncio.wait_for(session(), 120))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except Exception:
+            proc.kill()
+
+
+def test_the_report_renders_in_headless_chromium_with_every_plot_decoded(full_run, tmp_path):
+    page = write_report(full_run, tmp_path / "report.html")
+    found, urls, screenshot = open_in_chromium(page, tmp_path / "profile")
+    assert found["ready"] == "complete" and found["title"] == "sagecorpus run report"
+    assert found["sections"] == len(TITLES) and found["missing"] == []
+    assert sorted(i["alt"] for i in found["images"]) == sorted(TITLES.values())
+    for img in found["images"]:  # every image decoded by the browser, and laid out on the page
+        assert img["decoded"] and img["complete"] and img["width"] > 300 and img["height"] > 150 and img["shown"] > 300, img
+        assert img["scheme"] == "data:image/png;base64"
+    assert [u for u in urls if not u.startswith("data:")] == [page.as_uri()]  # nothing fetched but the page
+    shot = Image.open(io.BytesIO(screenshot))
+    shot.load()
+    (tmp_path / "screenshot.png").write_bytes(screenshot)
+    assert shot.format == "PNG" and shot.width >= 900 and shot.height > 3000  # the whole page, plots one below another
+    rgb = shot.convert("RGB")
+    colors = rgb.getcolors(1 << 20)
+    assert len(colors) > 200  # text, tables and plots, not a blank or error page
+    bar = sum(n for n, (r, g, b) in colors if abs(r - 0x4C) < 12 and abs(g - 0x72) < 12 and abs(b - 0xB0) < 12)
+    assert bar > 20_000  # the plots' bars are painted on the screenshot
+
+
+def test_a_run_without_plots_renders_too(tmp_path):
+    run = tmp_path / "run"
+    Manifest(steps=[{"stage": "ingest", "config": {}}], stats={"00-ingest": {"items": 0}}).save(run / "manifest.json")
+    page = write_report(run, tmp_path / "report.html")
+    found, _, screenshot = open_in_chromium(page, tmp_path / "profile")
+    assert found["images"] == [] and len(found["missing"]) == len(TITLES)
+    assert all("not in this run" in m for m in found["missing"])
+    assert Image.open(io.BytesIO(screenshot)).format == "PNG"
