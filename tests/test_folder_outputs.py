@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import toy_stage  # noqa: E402,F401  (registers the toy stages)
+import toy_stage  # noqa: E402,F401  (registers the toy stages; its fixtures: texts, calls)
 
 from corpus.cli import build_parser  # noqa: E402
 from corpus.run.executor import ExecutorConfig  # noqa: E402
 from corpus.run.item_store import ReplayMiss  # noqa: E402
 from corpus.run.manifest import verify  # noqa: E402
 from corpus.run.recipe import Recipe, Step, rebuild, run_recipe  # noqa: E402
-from test_rerun import calls, texts  # noqa: E402,F401  (fixtures)
 
 
 def recipe(texts: Path, seed: int = 0) -> Recipe:

@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from corpus.run.stage import OneTaskStage, Stage, StageConfig, how_field, path_field, register_stage
 from schemas import DECISION, iter_rows
 
@@ -171,3 +173,31 @@ class ToyUse(OneTaskStage):
         weights = (Path(self.path(self.config.model)) / "shards" / "weights.bin").read_bytes()
         (self.out_dir / "used.txt").write_text(weights.hex())
         yield self.decisions_file, [self.decision("model", "used", "ok")]
+
+
+# -- fixtures of the framework tests (a pytest plugin: tests/conftest.py) ------------------------
+
+
+@pytest.fixture
+def texts(tmp_path) -> Path:
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"f{i:03d}.txt").write_text("lorem ipsum dolor " * (i % 4) + f"doc{i}")
+    return folder
+
+
+@pytest.fixture
+def calls(tmp_path, monkeypatch):
+    path = tmp_path / "calls.txt"
+    monkeypatch.setenv("TOY_CALLS", str(path))
+
+    def taken() -> list[str]:
+        """Items processed since the last call."""
+        seen = path.read_text().split() if path.exists() else []
+        new = seen[taken.n:]
+        taken.n = len(seen)
+        return new
+
+    taken.n = 0
+    return taken
