@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from corpus.publish.runinfo import RunInfo, from_steps, load_run
 from corpus.run.stage import OneTaskStage, StageConfig, register_stage
 from schemas import DECISION, DOCUMENT, GRADE, PAPER, SchemaError, Table, count_rows, read_polars
@@ -53,6 +55,19 @@ def _plots():
     from corpus.publish import plots
 
     return plots
+
+
+def _counts(series) -> Counter:
+    """Value -> rows of a polars Series (null under None), counted by polars, not row by row in Python;
+    in the order of the values (None last), so the same table always gives the same plot."""
+    counted = series.value_counts()
+    pairs = zip(counted[series.name].to_list(), counted["count"].to_list())
+    return Counter(dict(sorted(pairs, key=lambda kv: (kv[0] is None, str(kv[0])))))
+
+
+def _most_first(counts: Counter) -> dict:
+    """Largest count first, ties by name: a stable order for bars."""
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0]))))
 
 
 class NotInRun(Exception):
@@ -92,7 +107,7 @@ def _table(run: RunInfo, rel: str, table: Table, columns: list[str], needs: str)
 def papers_per_year(run: RunInfo) -> Section:
     s = Section("papers_per_year")
     df = _table(run, PAPERS, PAPER, ["submitted"], "the ingest step writes it")
-    years = Counter(str(d.year) if d is not None else "unknown" for d in df["submitted"].to_list())
+    years = Counter({str(y) if y is not None else "unknown": n for y, n in _counts(df["submitted"].dt.year()).items()})
     order = sorted(k for k in years if k != "unknown") + (["unknown"] if "unknown" in years else [])
     s.png = _plots().bar_chart({k: years[k] for k in order}, "Papers per year (first version)", ylabel="papers")
     s.caption = f"{df.height:,} papers ingested; year of the first arXiv version ('unknown': no metadata)."
@@ -102,14 +117,14 @@ def papers_per_year(run: RunInfo) -> Section:
 def papers_per_category(run: RunInfo) -> Section:
     s = Section("papers_per_category")
     df = _table(run, PAPERS, PAPER, ["categories"], "the ingest step writes it")
-    primary = Counter(cats[0] if cats else "none" for cats in df["categories"].to_list())
-    top = dict(sorted(primary.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES])
+    primary = Counter({c if c is not None else "none": n for c, n in _counts(df["categories"].list.first()).items()})
+    top = dict(list(_most_first(primary).items())[:TOP_CATEGORIES])
     rest = sum(primary.values()) - sum(top.values())
     if rest:
         top[f"{len(primary) - len(top)} others"] = rest
     s.png = _plots().bar_chart(top, "Papers per primary arXiv category", xlabel="papers", horizontal=True)
     s.caption = (f"{df.height:,} papers by primary category ('none': no metadata); "
-                 f"{sum(len(c) > 1 for c in df['categories'].to_list()):,} are cross-listed in more.")
+                 f"{(df['categories'].list.len() > 1).sum():,} are cross-listed in more.")
     return s
 
 
@@ -118,22 +133,22 @@ def text_lengths(run: RunInfo) -> Section:
     series, notes = {}, []
     for rel, name in ((DOCUMENTS, "extracted"), (CORPUS, "final corpus")):
         try:
-            df = _table(run, rel, DOCUMENT, ["text", "n_chars"], "")
+            df = _table(run, rel, DOCUMENT, ["n_chars"], "")  # never the texts themselves
         except NotInRun as e:
             notes.append(str(e).replace(" ()", ""))
             continue
-        lengths = df.filter(df["text"].is_not_null())["n_chars"].to_list()
-        if lengths:
+        lengths = df.filter(df["n_chars"] > 0)["n_chars"].to_numpy()
+        if len(lengths):
             series[name] = lengths
         else:
             notes.append(f"{rel}: no document has text")
     if not series:
         raise NotInRun("not in this run: " + "; ".join(n.removeprefix("not in this run: ") for n in notes))
-    every = [n for v in series.values() for n in v]
-    wide = min(every) > 0 and max(every) >= 20 * min(every)  # a log axis only when lengths span decades
+    lo, hi = min(int(v.min()) for v in series.values()), max(int(v.max()) for v in series.values())
+    wide = hi >= 20 * lo  # a log axis only when lengths span decades
     s.png = _plots().histogram(series, "Characters per document", "characters" + (" (log scale)" if wide else ""),
                             log_x=wide)
-    s.caption = "; ".join(f"{name}: {len(v):,} documents, median {sorted(v)[len(v) // 2]:,} characters"
+    s.caption = "; ".join(f"{name}: {len(v):,} documents with text, median {int(np.median(v)):,} characters"
                           for name, v in series.items()) + ("" if not notes else " (" + "; ".join(notes) + ")")
     return s
 
@@ -141,11 +156,15 @@ def text_lengths(run: RunInfo) -> Section:
 def extractors(run: RunInfo) -> Section:
     s = Section("extractors")
     df = _table(run, DOCUMENTS, DOCUMENT, ["extractor", "pages"], "the extract step writes it")
-    docs = Counter(DOCUMENT_EXTRACTORS.get(e, e) for e in df["extractor"].to_list())
-    pages = Counter(PAGE_EXTRACTORS.get(p["extractor"], p["extractor"]) for ps in df["pages"].to_list() for p in ps)
-    groups = {"papers, by extractor": dict(docs.most_common())}
+    docs, pages = Counter(), Counter()
+    for e, n in _counts(df["extractor"]).items():
+        docs[DOCUMENT_EXTRACTORS.get(e, e)] += n
+    page_extractors = df["pages"].explode().struct.field("extractor").drop_nulls()  # null: a paper with no pages
+    for e, n in _counts(page_extractors).items():
+        pages[PAGE_EXTRACTORS.get(e, e)] += n
+    groups = {"papers, by extractor": _most_first(docs)}
     if pages:
-        groups["PDF pages, by extractor"] = dict(pages.most_common())
+        groups["PDF pages, by extractor"] = _most_first(pages)
     s.png = _plots().panels(groups, "Where the text came from", horizontal=True)
     s.caption = (f"{df.height:,} papers; {sum(pages.values()):,} PDF pages. A paper converted from its LaTeX "
                  "source has no PDF pages; 'no text': a page neither the text layer nor OCR gave text for.")
@@ -155,7 +174,7 @@ def extractors(run: RunInfo) -> Section:
 def dedup_clusters(run: RunInfo) -> Section:
     s = Section("dedup_clusters")
     df = _table(run, DEDUP_DECISIONS, DECISION, ["cluster_id", "action"], "the dedup step writes it")
-    clusters = Counter(c for c in df["cluster_id"].to_list() if c is not None)
+    clusters = _counts(df["cluster_id"].drop_nulls())
     if not clusters:
         raise NotInRun(f"no duplicates in this run: all {df.height:,} documents are unique")
     sizes = Counter(clusters.values())
@@ -170,18 +189,18 @@ def dedup_clusters(run: RunInfo) -> Section:
 def quality_scores(run: RunInfo) -> Section:
     s = Section("quality_scores")
     df = _table(run, FILTER_DECISIONS, DECISION, ["score", "action"], "the filter step writes it")
-    scores = [v for v in df["score"].to_list() if v is not None]
-    if not scores:
+    scores = df["score"].drop_nulls().to_numpy()
+    if not len(scores):
         raise NotInRun("not in this run: the filter step applied no quality classifier (no scores)")
     config = run.step_config("filter") or {}
     threshold = config.get("quality_threshold")
     mark = (threshold, f"threshold {threshold:g}") if threshold is not None else None
     s.png = _plots().histogram({"documents": scores}, "Quality classifier score", "probability of the positive label",
                             bins=[i / 20 for i in range(21)], threshold=mark)
-    below = sum(v < threshold for v in scores) if threshold is not None else None
+    below = int((scores < threshold).sum()) if threshold is not None else None
     s.caption = f"{len(scores):,} documents scored" + (
         f"; {below:,} below the threshold {threshold:g}" if below is not None
-        else "; the threshold is not recorded yet (the run's manifest is written when the run ends)")
+        else "; the threshold is not recorded (no filter step config in this run's manifest)")
     return s
 
 
@@ -194,7 +213,7 @@ def grades(run: RunInfo) -> Section:
     config = run.step_config("qa_select") or {}
     groups, marks = {}, {}
     for c in CRITERIA:
-        counts = Counter(ok[c].to_list())
+        counts = _counts(ok[c])
         groups[c] = {str(g): counts.get(g, 0) for g in range(1, 6)}
         if counts.get(None):
             groups[c]["none"] = counts[None]
@@ -281,11 +300,12 @@ def html_table(header: list[str], rows: list[list], numeric: set[int] = frozense
 
 
 def steps_table(run: RunInfo) -> str:
-    """One row per step: items, and the decisions kept / changed / dropped / failed."""
-    actions = ["kept", "changed", "dropped", "failed"]
+    """One row per step: items, and its decisions by action (kept, changed, dropped, failed, then any other)."""
+    found = {k.split(".", 1)[1] for step in run.steps for k in step.stats if k.startswith("decisions.")}
+    actions = ["kept", "changed", "dropped", "failed"] + sorted(found - {"kept", "changed", "dropped", "failed"})
     rows = [[step.key, int(step.stats.get("items", 0))] + [int(step.stats.get(f"decisions.{a}", 0)) for a in actions]
             for step in run.steps]
-    return html_table(["step", "items", *actions], rows, numeric={1, 2, 3, 4, 5})
+    return html_table(["step", "items", *actions], rows, numeric=set(range(1, len(actions) + 2)))
 
 
 def configs_html(run: RunInfo) -> str:
