@@ -131,11 +131,11 @@ def papers_per_category(run: RunInfo) -> Section:
 def text_lengths(run: RunInfo) -> Section:
     s = Section("text_lengths")
     series, notes = {}, []
-    for rel, name in ((DOCUMENTS, "extracted"), (CORPUS, "final corpus")):
+    for rel, name, writer in ((DOCUMENTS, "extracted", "extract"), (CORPUS, "final corpus", "decontaminate")):
         try:
-            df = _table(run, rel, DOCUMENT, ["n_chars"], "")  # never the texts themselves
+            df = _table(run, rel, DOCUMENT, ["n_chars"], f"the {writer} step writes it")  # never the texts themselves
         except NotInRun as e:
-            notes.append(str(e).replace(" ()", ""))
+            notes.append(str(e))
             continue
         lengths = df.filter(df["n_chars"] > 0)["n_chars"].to_numpy()
         if len(lengths):
