@@ -91,5 +91,5 @@ print(diffs or "rebuilt: identical bytes")
 from corpus.publish.notebook import Run  # noqa: E402
 
 run = Run(out)
-print(run.write_report(HERE.parent / "tour-rebuilt" / "report.html"))  # outside the run folder
+print(run.write_report(HERE.parent / "tour-rebuilt" / "report.html"))  # any path; `sagecorpus report` writes it into the run
 run["documents.parquet"]
