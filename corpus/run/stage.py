@@ -211,6 +211,10 @@ class Stage(ABC):
         step, such as a cost estimate shown before any model is called or this invocation's request
         budget (written into ``self.work_dir`` for the shards to read)."""
 
+    def task_count(self, tasks: int) -> int:
+        """Shards this step's work is split into: the executor's ``tasks`` (a :class:`OneTaskStage`: one)."""
+        return tasks
+
     @abstractmethod
     def plan(self) -> list[Any]:
         """The work items, in a deterministic order. Called in every task, so keep it cheap."""
@@ -279,8 +283,11 @@ class Stage(ABC):
 
 class OneTaskStage(Stage):
     """A step done as one piece of work (train a model, merge models, write a card or a report): one
-    work item, run by one task (with :attr:`gpus_per_task` GPUs); the step's other shards are empty.
+    work item, run by one task (with :attr:`gpus_per_task` GPUs) whatever the executor's ``tasks``.
     Subclasses implement :meth:`run_task`."""
+
+    def task_count(self, tasks: int) -> int:
+        return 1
 
     def plan(self) -> list[Any]:
         return [self.name]
