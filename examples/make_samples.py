@@ -9,9 +9,9 @@ Writes, deterministically (same bytes every time), into a folder:
 - ``src/<id>.gz``: LaTeX sources as arXiv serves them: a gzipped tar (main file plus an
   ``\\input`` section and macros) or a single gzipped ``.tex``;
 - ``questions.json``: twelve benchmark questions with answers (AstroMLab-1 layout), one lifted from a paper;
-- ``models/generator``, ``models/grader``, ``models/base``: tiny random chat models (``examples/tiny_lm.py``)
-  for the Q&A steps and the training examples, so the demo calls and trains real models in process with no
-  download (``--no-models`` skips them).
+- ``models/generator``, ``models/grader``, ``models/base``, ``models/instruct``: tiny random chat models
+  (``examples/tiny_lm.py``) for the Q&A steps, the training steps and the merge, so the demo calls, trains
+  and merges real models in process with no download (``--no-models`` skips them).
 
 One paper is deposited twice (the second copy with 1% of its words edited), and one carries an
 Annual Review journal reference, so the curation steps have something to drop.
