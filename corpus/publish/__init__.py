@@ -1,0 +1,1 @@
+"""Show and share a run: dataset cards, licences, Hub upload (and reports)."""
