@@ -237,6 +237,14 @@ from trainer.cli import HELP as _TRAIN_HELP, add_train_arguments, cmd_train  # n
 
 EXTRA_VERBS["train"] = (_TRAIN_HELP, lambda p: add_train_arguments(p, [common_options()]), cmd_train)
 
+# `card` and `publish` come from corpus.publish.cli (huggingface_hub is imported when they run)
+from corpus.publish.cli import (  # noqa: E402
+    CARD_HELP, PUBLISH_HELP, add_card_arguments, add_publish_arguments, cmd_card, cmd_publish,
+)
+
+EXTRA_VERBS["card"] = (CARD_HELP, add_card_arguments, cmd_card)
+EXTRA_VERBS["publish"] = (PUBLISH_HELP, add_publish_arguments, cmd_publish)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

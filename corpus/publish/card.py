@@ -150,24 +150,25 @@ def paper_licenses(run_dir: str | Path) -> dict[str, str]:
     return {p: license_id(u, m) for p, u, m in zip(t["paper_id"], t["license"], t["has_metadata"])}
 
 
-def papers_in(run_dir: str | Path, configs: list[DataConfig]) -> set[str]:
-    """Ids of the papers whose text, metadata (abstracts) or what was made from them the published
-    tables hold: every ``paper_id`` of a table that has one, except the decision tables."""
+def papers_in(run_dir: str | Path, files: list[str]) -> set[str]:
+    """Ids of the papers whose text, metadata (abstracts) or what was made from them the given run
+    files hold: every ``paper_id`` of a table that has one, except the decision tables."""
     ids: set[str] = set()
-    for c in configs:
-        if c.table is DECISION or "paper_id" not in c.table.columns:
+    for f in files:
+        path = Path(run_dir) / f
+        table = table_of(path) if path.suffix == ".parquet" else None
+        if table is None or table is DECISION or "paper_id" not in table.columns:
             continue
-        for f in c.files:
-            ids.update(read_table(Path(run_dir) / f, c.table, columns=["paper_id"]).column("paper_id").to_pylist())
+        ids.update(read_table(path, table, columns=["paper_id"]).column("paper_id").to_pylist())
     return ids
 
 
-def license_counts(run_dir: str | Path, configs: list[DataConfig]) -> dict[str, tuple[int, int]]:
-    """licence id -> (papers ingested, papers in the published tables); a published paper missing
-    from ``papers.parquet`` counts as ``unknown``."""
+def license_counts(run_dir: str | Path, files: list[str]) -> dict[str, tuple[int, int]]:
+    """licence id -> (papers ingested, papers in the given run files); a paper missing from
+    ``papers.parquet`` counts as ``unknown``."""
     by_paper = paper_licenses(run_dir)
     ingested = Counter(by_paper.values())
-    published = Counter(by_paper.get(p, "unknown") for p in papers_in(run_dir, configs))
+    published = Counter(by_paper.get(p, "unknown") for p in papers_in(run_dir, files))
     return {lid: (ingested[lid], published[lid]) for lid in LICENSES if ingested[lid] or published[lid]}
 
 
@@ -234,7 +235,7 @@ def card_data(run_dir: str | Path, record: RunRecord, options: CardOptions, conf
     """The card's :class:`huggingface_hub.DatasetCardData`."""
     from huggingface_hub import DatasetCardData
 
-    counts = license_counts(run_dir, configs)
+    counts = license_counts(run_dir, [f for c in configs for f in c.files])
     published = sorted({hub_license(lid) for lid, (_, n) in counts.items() if n}) or ["unknown"]
     extra = {"license_name": "arxiv-licenses", "license_link": LICENSE_LINK} if "other" in published else {}
     tasks = sorted({t for c in configs for t in TASKS.get(c.table.name, [])}) or ["text-generation"]
@@ -276,7 +277,7 @@ def card_body(run_dir: str | Path, record: RunRecord, options: CardOptions, conf
     """The Markdown body under the metadata (``empty``: tables left out for having no rows)."""
     run = Path(run_dir)
     name = options.pretty_name or run.resolve().name
-    counts = license_counts(run, configs)
+    counts = license_counts(run, [f for c in configs for f in c.files])
     n_pub = sum(n for _, n in counts.values())
     parts = [f"# {name}", ""]
     parts += [options.description or (
