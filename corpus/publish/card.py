@@ -90,7 +90,7 @@ def data_configs(run_dir: str | Path, tables: list[tuple[str, str]] | None = Non
         files = sorted(str(p.relative_to(run)) for p in run.glob(pattern) if p.is_file())
         if not files:
             continue
-        found = {f: table_of(run / f) for f in files}
+        found = {f: _table_of(run / f) for f in files}
         unknown = [f for f, t in found.items() if t is None]
         if unknown:
             raise CardError(f"{run / unknown[0]}: not a sagecorpus table (no schema name in its Parquet metadata)")
@@ -102,6 +102,13 @@ def data_configs(run_dir: str | Path, tables: list[tuple[str, str]] | None = Non
     if not configs:
         raise CardError(f"{run}: none of {[p for _, p in tables or DEFAULT_TABLES]} is there: nothing to describe")
     return configs
+
+
+def _table_of(path: Path) -> Table | None:
+    try:
+        return table_of(path)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise CardError(f"{path}: not a readable Parquet file: {e}") from e
 
 
 def feature(t: pa.DataType) -> dict | str:
