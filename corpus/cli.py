@@ -255,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     groups: dict[str, argparse._SubParsersAction] = {"": sub}
     for name, stage_cls in all_stages().items():  # in the order they registered: the flow's
+        if stage_cls.recipe_only:  # its command has a form of its own (an EXTRA_VERBS entry)
+            continue
         *path, leaf = (stage_cls.verb or name).split()
         for depth in range(len(path)):
             words = " ".join(path[: depth + 1])

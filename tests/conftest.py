@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-pytest_plugins = ["qa_data"]  # the Q&A stage tests' fixtures: the scripted server and the chunk table
+pytest_plugins = ["qa_data", "toy_stage"]  # fixtures: the Q&A stage tests' server and chunk table; the toy stages' texts
 FIXTURES = Path(os.environ.get("SAGECORPUS_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
 

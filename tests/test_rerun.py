@@ -24,31 +24,6 @@ from corpus.run.workdir import run_lock  # noqa: E402
 from schemas import DECISION, read_polars  # noqa: E402
 
 
-@pytest.fixture
-def texts(tmp_path) -> Path:
-    folder = tmp_path / "texts"
-    folder.mkdir()
-    for i in range(12):
-        (folder / f"f{i:03d}.txt").write_text("lorem ipsum dolor " * (i % 4) + f"doc{i}")
-    return folder
-
-
-@pytest.fixture
-def calls(tmp_path, monkeypatch):
-    path = tmp_path / "calls.txt"
-    monkeypatch.setenv("TOY_CALLS", str(path))
-
-    def taken() -> list[str]:
-        """Items processed since the last call."""
-        seen = path.read_text().split() if path.exists() else []
-        new = seen[taken.n:]
-        taken.n = len(seen)
-        return new
-
-    taken.n = 0
-    return taken
-
-
 def chain(folder: Path, workers: int = 1, **config) -> Recipe:
     return Recipe(
         steps=[Step(stage="wordcount", config={"folder": str(folder), **config}), Step(stage="kept")],

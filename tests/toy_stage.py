@@ -7,7 +7,9 @@ import os
 import time
 from pathlib import Path
 
-from corpus.run.stage import Stage, StageConfig, how_field, path_field, register_stage
+import pytest
+
+from corpus.run.stage import OneTaskStage, Stage, StageConfig, how_field, path_field, register_stage
 from schemas import DECISION, iter_rows
 
 
@@ -118,3 +120,84 @@ class NeedsMissing(Stage):
 
     def process(self, items):
         yield from ()
+
+
+class ModelDirConfig(StageConfig):
+    folder: str = path_field(description="folder of .txt files (the 'training data')")
+    seed: int = 0
+
+
+@register_stage
+class ToyTrain(OneTaskStage):
+    """A one-task stage that writes a folder ("a model") whose bytes differ on every run, as training
+    on GPUs does: a rebuild must replay it, never make it again."""
+
+    name = "toy_train"
+    config_class = ModelDirConfig
+    recipe_only = True
+
+    def outputs(self):
+        return {**super().outputs(), "models/toy/": None}
+
+    def run_task(self):
+        _log_call("toy_train")
+        if not self.replay_folder("models/toy/"):
+            model = self.out_dir / "models" / "toy"
+            (model / "shards").mkdir(parents=True, exist_ok=True)
+            words = sum(len(p.read_text().split()) for p in Path(self.config.folder).glob("*.txt"))
+            (model / "config.json").write_text(f'{{"words": {words}, "seed": {self.config.seed}}}')
+            (model / "shards" / "weights.bin").write_bytes(os.urandom(64))
+        yield self.decisions_file, [self.decision("model", "trained", "ok")]
+
+
+class UsesModelConfig(StageConfig):
+    model: str = path_field("{out}/models/toy", "the toy model folder")
+
+
+@register_stage
+class ToyUse(OneTaskStage):
+    """Reads the toy model folder: its identity follows the folder's files."""
+
+    name = "toy_use"
+    config_class = UsesModelConfig
+    recipe_only = True
+
+    def reads(self):
+        return [self.config.model[len("{out}/"):].rstrip("/") + "/"]
+
+    def outputs(self):
+        return {**super().outputs(), "used.txt": None}
+
+    def run_task(self):
+        _log_call("toy_use")
+        weights = (Path(self.path(self.config.model)) / "shards" / "weights.bin").read_bytes()
+        (self.out_dir / "used.txt").write_text(weights.hex())
+        yield self.decisions_file, [self.decision("model", "used", "ok")]
+
+
+# -- fixtures of the framework tests (a pytest plugin: tests/conftest.py) ------------------------
+
+
+@pytest.fixture
+def texts(tmp_path) -> Path:
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"f{i:03d}.txt").write_text("lorem ipsum dolor " * (i % 4) + f"doc{i}")
+    return folder
+
+
+@pytest.fixture
+def calls(tmp_path, monkeypatch):
+    path = tmp_path / "calls.txt"
+    monkeypatch.setenv("TOY_CALLS", str(path))
+
+    def taken() -> list[str]:
+        """Items processed since the last call."""
+        seen = path.read_text().split() if path.exists() else []
+        new = seen[taken.n:]
+        taken.n = len(seen)
+        return new
+
+    taken.n = 0
+    return taken

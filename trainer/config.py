@@ -76,7 +76,7 @@ class TrainConfig(BaseModel):
 
     REFERENCE: ClassVar[dict[str, Any]] = {"report_to": "none"}
     """Our defaults for TRL fields (layer 2 of :meth:`to_sft_config`); a trainer adds its reference recipe."""
-    OURS_NOT_TRL: ClassVar[frozenset[str]] = frozenset({"resume_from_checkpoint"})
+    OURS_NOT_TRL: ClassVar[frozenset[str]] = frozenset({"resume_from_checkpoint", "output_dir"})
     """Declared fields named like a TRL field but with our meaning: never passed to ``SFTConfig``."""
 
     model: str = path_field(description="base model folder (config, weights, tokenizer), e.g. a local copy of "
@@ -93,10 +93,15 @@ class TrainConfig(BaseModel):
     resume_from_checkpoint: str | None = Field("auto", description=(
         "auto: resume from the last checkpoint-N in output_dir when there is one (after a crash, rerun the same "
         "command); a checkpoint folder: resume from it; null: start from step 0"))
-    tokens_per_s: float | None = Field(None, gt=0, description=(
+    checkpoint_dir: str | None = path_field(None, description=(
+        "where checkpoint-N folders go (TRL's output_dir) when not in output_dir; a recipe step sets its work folder"))
+    run_dir: str | None = path_field(None, description=(
+        "set by a recipe step (train_cpt, train_sft): the run folder it trains in; datasets inside it are checked "
+        "by the step's identity instead of the folder's earlier manifest.json"))
+    tokens_per_s: float | None = Field(None, gt=0, json_schema_extra={"how": True}, description=(
         "measured training throughput of this setup, all GPUs together (e.g. from bench/train.py): gives the "
         "time estimate printed before training"))
-    gpu_hour_price: float | None = Field(None, ge=0, description=(
+    gpu_hour_price: float | None = Field(None, ge=0, json_schema_extra={"how": True}, description=(
         "price of one GPU-hour: with tokens_per_s, gives the cost estimate (x the number of processes)"))
 
     @model_validator(mode="after")
@@ -164,7 +169,8 @@ class TrainConfig(BaseModel):
         declared = {
             k: getattr(self, k) for k in type(self).model_fields if k in fields and k not in self.OURS_NOT_TRL
         }
-        return {**declared, **(self.model_extra or {})}
+        # TRL's output_dir is where its checkpoints go; the final model is saved into ours
+        return {**declared, "output_dir": self.checkpoint_dir or self.output_dir, **(self.model_extra or {})}
 
     def to_sft_config(self, defaults: dict[str, Any] | None = None, **fixed: Any):
         """TRL's ``SFTConfig``: TRL defaults < ``REFERENCE``, precision by device and ``defaults`` (what the

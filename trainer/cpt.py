@@ -89,7 +89,7 @@ def build_cpt_trainer(config: CPTConfig):
 
     records, corpus = [], []
     for path in config.corpus:
-        texts, record = read_documents(path, "corpus")
+        texts, record = read_documents(path, "corpus", config.run_dir)
         corpus += texts
         records.append(record)
     train, held_out = split_validation(corpus, config.validation_fraction, config.seed)

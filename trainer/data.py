@@ -58,12 +58,15 @@ def run_manifest_of(path: str | Path) -> tuple[Path, FileEntry] | None:
     return None
 
 
-def dataset_record(path: str | Path, role: str) -> dict[str, Any]:
+def dataset_record(path: str | Path, role: str, run_dir: str | Path | None = None) -> dict[str, Any]:
     """What the manifest says about one consumed dataset file (``role``: e.g. "corpus", "general").
 
     Keys: role, path (absolute), size, sha256, table and version (our Parquet tables), rows, and
     run_manifest / run_manifest_sha256 when a run's manifest lists the file. Raises
     :class:`DatasetError` when the file is missing, or when it differs from what its run manifest recorded.
+    ``run_dir``: the run folder of the recipe step that trains (``train_cpt``/``train_sft``): its files are
+    checked by the step's identity as they are written, not against the folder's earlier manifest, and are
+    recorded with ``run_dir``.
     """
     path = Path(path).resolve()
     if not path.is_file():
@@ -77,6 +80,9 @@ def dataset_record(path: str | Path, role: str) -> dict[str, Any]:
             raise DatasetError(f"{path}: not a readable Parquet file: {e}") from e
         if table is not None:
             record.update(table=table.name, version=table.version)
+    if run_dir is not None and path.is_relative_to(Path(run_dir).resolve()):
+        record["run_dir"] = str(Path(run_dir).resolve())
+        return record
     run = run_manifest_of(path)
     if run is not None:
         manifest_path, listed = run
@@ -98,10 +104,10 @@ def input_entries(records: Sequence[dict]) -> list[FileEntry]:
 
 
 def read_rows(path: str | Path, table: Table, columns: list[str] | None = None,
-              role: str = "dataset") -> tuple[list[dict], dict[str, Any]]:
+              role: str = "dataset", run_dir: str | Path | None = None) -> tuple[list[dict], dict[str, Any]]:
     """A file of one of our tables, validated (schema errors name the file and column), as row dicts,
     with its :func:`dataset_record` (``rows`` set)."""
-    record = dataset_record(path, role)
+    record = dataset_record(path, role, run_dir)
     try:
         rows = read_table(record["path"], table, columns).to_pylist()
     except SchemaError as e:
@@ -110,10 +116,10 @@ def read_rows(path: str | Path, table: Table, columns: list[str] | None = None,
     return rows, record
 
 
-def read_documents(path: str | Path, role: str = "corpus") -> tuple[list[str], dict[str, Any]]:
+def read_documents(path: str | Path, role: str = "corpus", run_dir: str | Path | None = None) -> tuple[list[str], dict[str, Any]]:
     """The texts of a DOCUMENT file in file order, and its record. Rows with no text (failed
     extraction) or only whitespace are skipped and counted in the record (``skipped_no_text``)."""
-    rows, record = read_rows(path, DOCUMENT, ["paper_id", "text"], role)
+    rows, record = read_rows(path, DOCUMENT, ["paper_id", "text"], role, run_dir)
     texts = [r["text"] for r in rows if r["text"] and r["text"].strip()]
     record.update(used=len(texts), skipped_no_text=len(rows) - len(texts))
     if not texts:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +88,7 @@ def resume_checkpoint(config) -> str | None:
     if value is None:
         return None
     if value == "auto":
-        out = Path(config.output_dir)
+        out = Path(config.checkpoint_dir or config.output_dir)
         return get_last_checkpoint(str(out)) if out.is_dir() else None
     if not Path(value).is_dir():
         raise FileNotFoundError(f"resume_from_checkpoint: {value}: no such checkpoint folder")
@@ -221,7 +222,7 @@ def run_training(trainer, config, *, kind: str, datasets: list[dict], extra: dic
     from corpus.model_files import model_fingerprint
 
     start = now()
-    out = Path(trainer.args.output_dir)
+    out = Path(config.output_dir)
     base = model_fingerprint(config.model)
     checkpoint = resume_checkpoint(config)
     manifest_path = out / MANIFEST_NAME
@@ -247,9 +248,12 @@ def run_training(trainer, config, *, kind: str, datasets: list[dict], extra: dic
         else:
             metrics.update(trainer.evaluate())
     trainer.save_model(str(out))  # every process: FSDP/DeepSpeed gather the weights
-    trainer.save_state()
+    trainer.save_state()  # trainer_state.json, into TRL's output_dir (the checkpoint folder)
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
+        state = Path(trainer.args.output_dir) / "trainer_state.json"
+        if state.parent.resolve() != out.resolve():
+            shutil.copyfile(state, out / state.name)
         outputs = [output_entry(out, f.name) for f in sorted(out.iterdir()) if f.is_file() and f.name != MANIFEST_NAME]
         _manifest(trainer, config, kind, datasets, base, extra, start, metrics, outputs).save(manifest_path)
         _say(trainer, f"train {kind}: model in {out}; manifest {manifest_path}")

@@ -179,7 +179,7 @@ def build_sft_trainer(config: SFTTrainConfig):
 
     records, chats = [], []
     for path in config.examples:
-        rows, record = read_rows(path, SFT_EXAMPLE, ["example_id", "messages"], "examples")
+        rows, record = read_rows(path, SFT_EXAMPLE, ["example_id", "messages"], "examples", config.run_dir)
         chats += [_chat(r["messages"], f"{record['path']}: example {r['example_id']}") for r in rows]
         records.append(record)
     train, held_out = split_validation(chats, config.validation_fraction, config.seed)

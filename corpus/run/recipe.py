@@ -32,7 +32,7 @@ from corpus.run.manifest import (
 )
 from corpus.run.stage import Stage, absolutize, get_stage
 from corpus.run.progress import note
-from corpus.run.workdir import StepDirs, hash_reads, missing_read_message, run_lock, step_identity
+from corpus.run.workdir import StepDirs, hash_reads, is_folder, missing_read_message, run_lock, step_identity
 
 
 class Step(BaseModel):
@@ -78,7 +78,7 @@ def check_chain(stages: list[Stage], out: Path) -> None:
     written: set[str] = set()
     for stage in stages:
         for rel in stage.reads():
-            if rel not in written and not (out / rel).is_file():
+            if rel not in written and not ((out / rel).is_dir() if is_folder(rel) else (out / rel).is_file()):
                 raise FileNotFoundError(missing_read_message(stage, rel))
         written |= set(stage.outputs())
 
@@ -120,7 +120,7 @@ def _run(recipe: Recipe, stages: list[Stage], out: Path, start: str, argv: list[
     sources = sorted({p for s in stages for p in s.input_files()})
 
     def finish(stats: dict[str, dict], records: list[dict], inputs: list[FileEntry], hashes: dict[str, str]) -> Manifest:
-        outputs = sorted({o for s in stages for o in s.outputs()})
+        outputs = sorted({f for s in stages for o in s.outputs() for f in _files_of(o, hashes)})
         steps = [{"stage": s.name, "config": s.config_dict(), **r} for s, r in zip(stages, records)]
         manifest = Manifest(
             steps=steps, sources=sources, inputs=inputs, outputs=[output_entry(out, o, hashes.get(o)) for o in outputs],
@@ -138,6 +138,11 @@ def _run(recipe: Recipe, stages: list[Stage], out: Path, start: str, argv: list[
         submit_slurm(stages, step_inputs, recipe.executor, lambda: finish(*_steps(stages, step_inputs, from_done)))
         return None
     return finish(*_steps(stages, step_inputs, lambda index, stage, reads: run_step(stage, index, recipe.executor, reads)))
+
+
+def _files_of(output: str, hashes: dict[str, str]) -> list[str]:
+    """A file output, or the files of a folder output as its step recorded them."""
+    return sorted(f for f in hashes if f.startswith(output) and not is_folder(f)) if is_folder(output) else [output]
 
 
 def _steps(stages: list[Stage], step_inputs: list[list[str]], result: Callable) -> tuple:

@@ -54,7 +54,8 @@ def how_field(default: Any = ..., description: str = "", **kwargs: Any) -> Any:
 
 
 def _field_extra(model: type[BaseModel], name: str) -> dict:
-    extra = model.model_fields[name].json_schema_extra
+    field = model.model_fields.get(name)  # None: an extra key of a config that allows them (a trainer's TRL keys)
+    extra = field.json_schema_extra if field is not None else None
     return extra if isinstance(extra, dict) else {}
 
 
@@ -99,7 +100,8 @@ class Stage(ABC):
     config_class: ClassVar[type[StageConfig]]
     description: ClassVar[str] = ""
     verb: ClassVar[str | None] = None  # CLI words, e.g. "curate clean" (default: the name)
-    gpus_per_task: ClassVar[int] = 0
+    recipe_only: ClassVar[bool] = False  # no generated CLI verb: its command has a form of its own (`sagecorpus merge CONFIG OUT`)
+    gpus_per_task: int = 0  # GPUs each task of this stage gets (a class default; a stage may set it per instance)
 
     def __init__(self, config: StageConfig | dict | None = None):
         if config is None:
@@ -131,7 +133,10 @@ class Stage(ABC):
     def outputs(self) -> dict[str, Table | None]:
         """Files this stage writes, relative to the output folder, and their tables (None: not a table).
 
-        Every stage writes ``decisions/<name>.parquet``: what it did with each item and why.
+        A key ending in ``/`` (table None) is a folder the stage writes whole, such as a model: every
+        file in it is hashed when the step finishes and checked when it is reused, and the folder is
+        removed when the step is redone. Every stage writes ``decisions/<name>.parquet``: what it did
+        with each item and why.
         """
         return {self.decisions_file: DECISION}
 
@@ -155,7 +160,8 @@ class Stage(ABC):
     def reads(self) -> list[str]:
         """Run-folder files (relative to it) this stage reads, written by earlier steps.
 
-        Their sha256 is part of the step's identity, so a step is redone when what it reads changed.
+        Their sha256 is part of the step's identity, so a step is redone when what it reads changed;
+        a folder output of an earlier step (``models/cpt/``) counts by the digest of its files.
         The default: every path field whose value is a ``{out}/...`` Parquet file.
         """
         return [v[len(OUT) + 1:] for v in self._path_values() if v.startswith(OUT + "/") and v.endswith(".parquet")]
@@ -221,6 +227,21 @@ class Stage(ABC):
         counters for the run's stats."""
 
     # -- helpers -------------------------------------------------------------------------------
+    def replay_folder(self, relative: str) -> bool:
+        """In a ``rebuild``, copy the original run's folder output ``relative`` (a trained model) into
+        this run instead of making it again, and return True; return False when this is not a rebuild.
+
+        For outputs that cannot be made again byte for byte (training on GPUs): the original run must
+        hold this step with the same identity (same config, same bytes read) and every file of the
+        folder with the sha256 its manifest recorded, else :class:`corpus.run.item_store.ReplayMiss`.
+        """
+        if self.replay_dir is None:
+            return False
+        from corpus.run.workdir import replay_folder
+
+        replay_folder(self, relative)
+        return True
+
     def store(self, replay_only: bool = False):
         """This stage's durable per-item store (``{out}/_store/<name>``; see :mod:`corpus.run.item_store`)."""
         from corpus.run.item_store import open_store
@@ -253,6 +274,24 @@ class Stage(ABC):
 
     def __repr__(self) -> str:  # what logs and datatrove's executor.json show: never a secret
         return f"{type(self).__name__}({json.dumps(redact(self.config_dict()), sort_keys=True)})"
+
+
+class OneTaskStage(Stage):
+    """A step done as one piece of work (train a model, merge models, write a card or a report): one
+    work item, run by one task (with :attr:`gpus_per_task` GPUs); the step's other shards are empty.
+    Subclasses implement :meth:`run_task`."""
+
+    def plan(self) -> list[Any]:
+        return [self.name]
+
+    def process(self, items: list[Any]) -> Iterator[tuple[str, list[dict]]]:
+        if items:
+            yield from self.run_task()
+
+    @abstractmethod
+    def run_task(self) -> Iterator[tuple[str, list[dict]]]:
+        """Do the whole step (write its folder or file outputs) and yield ``(output file, rows)`` like
+        :meth:`process`: at least its decision row."""
 
 
 _PER_PROCESS: dict[str, Any] = {}

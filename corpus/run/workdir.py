@@ -45,15 +45,44 @@ def step_identity(stage: Stage, reads: StepReads) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def is_folder(relative: str) -> bool:
+    """A folder output or read (``models/cpt/``): a key ending in ``/``."""
+    return relative.endswith("/")
+
+
+def folder_files(out_dir: Path, relative: str) -> list[str]:
+    """The files under a folder output, relative to the run folder, sorted."""
+    root = out_dir / relative
+    return sorted(f.relative_to(out_dir).as_posix() for f in root.rglob("*") if f.is_file()) if root.is_dir() else []
+
+
+def output_files(stage: Stage) -> list[str]:
+    """Every file a step wrote: its file outputs, and the files now in its folder outputs."""
+    files = []
+    for rel in stage.outputs():
+        files += folder_files(stage.out_dir, rel) if is_folder(rel) else [rel]
+    return sorted(files)
+
+
+def folder_digest(out_dir: Path, relative: str, known: dict[str, str]) -> str:
+    """sha256 of a folder's file names and their sha256 (files already hashed in this run are not read again)."""
+    files = {}
+    for f in folder_files(out_dir, relative):
+        if f not in known:
+            known[f] = sha256_file(out_dir / f)
+        files[f] = known[f]
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
 def hash_reads(stage: Stage, inputs: list[str], known: dict[str, str]) -> StepReads:
     """sha256 of what a step reads; ``known`` holds run-folder files already hashed in this run."""
     reads = StepReads()
     for rel in stage.reads():
         if rel not in known:
             path = stage.out_dir / rel
-            if not path.is_file():
+            if not (path.is_dir() if is_folder(rel) else path.is_file()):
                 raise FileNotFoundError(missing_read_message(stage, rel))
-            known[rel] = sha256_file(path)
+            known[rel] = folder_digest(stage.out_dir, rel, known) if is_folder(rel) else sha256_file(path)
         reads.run_files[rel] = known[rel]
     reads.inputs = [_input_or_unavailable(stage, p) for p in inputs]
     return reads
@@ -76,7 +105,9 @@ def missing_read_message(stage: Stage, rel: str) -> str:
     from corpus.run.stage import get_stage, writers_of
 
     out = stage.out_dir
-    verbs = [f"'sagecorpus {get_stage(w).verb or w} --out {out}'" for w in writers_of(rel)]
+    writers = [get_stage(w) for w in writers_of(rel)]
+    verbs = [f"'sagecorpus {w.verb or w.name} --out {out}'" if not w.recipe_only else f"a {w.name!r} step before it in the recipe"
+             for w in writers]
     hint = f"run {' or '.join(verbs)} first" if verbs else "run the step that writes it first"
     return f"step {stage.name} reads {out / rel}, which does not exist: {hint}"
 
@@ -135,6 +166,9 @@ class StepDirs:
             found = sha256_file(path)
             if found != sha:
                 return done, f"output {path} no longer has the bytes it was written with (sha256 {found[:16]}… vs {sha[:16]}…)"
+        extra = sorted(set(output_files(self.stage)) - set(outputs))
+        if extra:
+            return done, f"output folder {self.stage.out_dir} holds file(s) the step did not write: {', '.join(extra[:3])}"
         return done, None
 
     def finished_outputs(self) -> dict[str, str]:
@@ -151,11 +185,14 @@ class StepDirs:
 
     def remove_outputs(self, keep: set[str] = frozenset()) -> None:
         for rel in set(self.stage.outputs()) - keep:
-            (self.stage.out_dir / rel).unlink(missing_ok=True)
+            if is_folder(rel):
+                shutil.rmtree(self.stage.out_dir / rel, ignore_errors=True)
+            else:
+                (self.stage.out_dir / rel).unlink(missing_ok=True)
 
     def finish(self, stats: dict) -> None:
-        """Mark the step done: its identity, counters and the sha256 of every output."""
-        outputs = {rel: sha256_file(self.stage.out_dir / rel) for rel in sorted(self.stage.outputs())}
+        """Mark the step done: its identity, counters and the sha256 of every output (every file of a folder output)."""
+        outputs = {rel: sha256_file(self.stage.out_dir / rel) for rel in output_files(self.stage)}
         write_json_atomic(self.done, {"identity": self.identity_file.read_text(), "stats": stats, "outputs": outputs})
 
     @staticmethod
@@ -164,6 +201,35 @@ class StepDirs:
             return path.read_text()
         except OSError:
             return None
+
+
+def replay_folder(stage: Stage, relative: str) -> None:
+    """Copy the original run's folder output ``relative`` into ``stage``'s run (see :meth:`Stage.replay_folder`)."""
+    from corpus.run.item_store import ReplayMiss
+    from corpus.run.manifest import MANIFEST_NAME, Manifest
+
+    original = stage.replay_dir
+    identity = (stage.work_dir / "identity").read_text()
+    manifest = Manifest.load(original / MANIFEST_NAME)
+    if not any(s.get("stage") == stage.name and s.get("identity") == identity for s in manifest.steps):
+        raise ReplayMiss(f"{original}: the original run has no {stage.name} step made from these inputs and this config, "
+                         f"so rebuild has no {relative} to replay (run the recipe with `sagecorpus run` to make it)")
+    entries = [e for e in manifest.outputs if e.path.startswith(relative)]
+    if not entries:
+        raise ReplayMiss(f"{original / MANIFEST_NAME}: lists no file of {relative} to replay")
+    target = stage.out_dir / relative
+    shutil.rmtree(target, ignore_errors=True)
+    for e in entries:
+        source = original / e.path
+        found = sha256_file(source) if source.is_file() else "missing"
+        if found != e.sha256:
+            raise ReplayMiss(f"{source}: {'missing' if found == 'missing' else 'no longer has the bytes its manifest recorded'}; "
+                             f"rebuild cannot replay {relative}")
+        dest = stage.out_dir / e.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, dest)
+        if sha256_file(dest) != e.sha256:  # a copy cut short (disk full) is not a replay
+            raise OSError(f"{dest}: copied from {source} with other bytes")
 
 
 @contextmanager
