@@ -69,7 +69,9 @@ def build_stages(recipe: Recipe, out_dir: Path) -> list[Stage]:
     stages = []
     for step in recipe.steps:
         cls = get_stage(step.stage)
-        stages.append(cls(absolutize(cls.config_class(**step.config))).bind(out_dir))
+        stage = cls(absolutize(cls.config_class(**step.config))).bind(out_dir)
+        stage.earlier = list(stages)
+        stages.append(stage)
     return stages
 
 

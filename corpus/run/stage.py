@@ -114,6 +114,7 @@ class Stage(ABC):
         self.replay_dir: Path | None = None  # rebuild: the original run's folder, whose stored model outputs replay
         self.quiet = False  # no progress bars (set by the executor from --quiet)
         self.stats: Counter = Counter()  # this shard's counters (see stat_update)
+        self.earlier: list[Stage] = []  # the steps before this one in its run's chain (set by build_stages): what a card or report describes
         self.check_requirements()
 
     # -- paths ---------------------------------------------------------------------------------
