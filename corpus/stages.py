@@ -4,6 +4,7 @@
 import corpus.ingest.stage  # noqa: F401, I001
 import corpus.extract.stage  # noqa: F401
 import corpus.curate.stages  # noqa: F401
+import corpus.publish.card  # noqa: F401  (the card step: recipe only, `sagecorpus card`)
 from corpus.run.stage import register_verb_group
 
 register_verb_group("curate", "curate the pretraining corpus: clean, dedup, filter, decontaminate")

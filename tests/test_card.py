@@ -128,15 +128,39 @@ def test_the_card_is_deterministic_and_holds_no_run_time_or_host(demo_run, card_
     assert write_card(copy, CardOptions(pretty_name="Demo astro corpus", tags=["astronomy"])).read_bytes() == before
 
 
-def test_card_command_writes_the_card(demo_run, tmp_path, capsys):
+def test_card_command_adds_the_card_step_to_the_run_and_writes_what_write_card_writes(demo_run, card_path, tmp_path, capsys):
     copy = tmp_path / "copy"
-    shutil.copytree(demo_run, copy, ignore=shutil.ignore_patterns("_work", "_store"))
-    assert main(["card", str(copy), "--pretty-name", "X", "--tag", "astro-ph", "--language", "en"]) == 0
+    shutil.copytree(demo_run, copy)  # with its work folders: the earlier steps are reused, not redone
+    (copy / "README.md").unlink()
+    assert main(["card", str(copy), "--pretty-name", "Demo astro corpus", "--tag", "astronomy", "--quiet"]) == 0
+    assert (copy / "README.md").read_bytes() == card_path.read_bytes()  # the chain says what the manifest said
+    manifest = Manifest.load(copy / "manifest.json")
+    assert [s["stage"] for s in manifest.steps][-1] == "card"
+    assert "README.md" in {e.path for e in manifest.outputs}
+    assert main(["card", str(tmp_path / "nowhere")]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_the_card_step_of_a_recipe_is_redone_when_a_table_changes_and_rebuilds_to_the_same_bytes(fixtures, tmp_path):
     from huggingface_hub import DatasetCard
 
-    data = DatasetCard.load(copy / "README.md").data
-    assert data.pretty_name == "X" and "astro-ph" in data.tags
-    assert str(copy / "README.md") in capsys.readouterr().out
+    from corpus.run.executor import ExecutorConfig
+    from corpus.run.recipe import Recipe, Step, rebuild
+
+    meta = str(fixtures / "metadata" / "arxiv_kaggle_metadata_head100.jsonl")
+    steps = [Step(stage="ingest", config={"metadata": [meta], "categories": ["astro-ph*"], "require_files": False}),
+             Step(stage="card", config={"tags": ["astronomy"]})]
+    out = tmp_path / "run"
+    manifest = run_recipe(Recipe(steps=steps, executor=ExecutorConfig(tasks=2, quiet=True)), out)
+    data = DatasetCard.load(out / "README.md").data
+    assert data.pretty_name == "arXiv astro-ph* papers" and data.license == "other"  # 8 astro-ph papers, none CC
+    assert data.license_name == "arxiv-licenses" and "| `assumed-1991-2003` |" in (out / "README.md").read_text()
+    assert manifest.steps[1]["reads"].keys() == {"decisions/ingest.parquet", "papers.parquet"}
+    _, diffs = rebuild(out / "manifest.json", tmp_path / "rebuilt")
+    assert diffs == [] and (tmp_path / "rebuilt" / "README.md").read_bytes() == (out / "README.md").read_bytes()
+    steps[0].config["categories"] = ["gr-qc"]
+    run_recipe(Recipe(steps=steps, executor=ExecutorConfig(tasks=2, quiet=True)), out)
+    assert DatasetCard.load(out / "README.md").data.pretty_name == "arXiv gr-qc papers"
 
 
 def test_a_folder_without_tables_is_refused_naming_it(tmp_path):

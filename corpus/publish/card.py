@@ -16,14 +16,18 @@ Only deterministic facts go in (no dates, hosts or timings), so a rebuild writes
 
 from __future__ import annotations
 
+import fnmatch
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import yaml
+from pydantic import Field
 
 from corpus.publish.licenses import LICENSES, REDISTRIBUTABLE, hub_license, license_id
+from corpus.run.stage import OneTaskStage, StageConfig, register_stage
 from schemas import DECISION, DOCUMENT, PAPER, Table, count_rows, read_table, table_of
 
 CARD_NAME = "README.md"
@@ -76,6 +80,14 @@ class RunRecord:
 
         m = Manifest.load(path)
         return cls([{"stage": s["stage"], "config": s["config"]} for s in m.steps], m.models)
+
+    @classmethod
+    def from_stages(cls, stages: list) -> RunRecord:
+        """The record of steps of a chain (configs redacted as in the manifest)."""
+        from corpus.run.secrets import redact
+
+        return cls([{"stage": s.name, "config": redact(s.config_dict())} for s in stages],
+                   [m for s in stages for m in s.models()])
 
 
 # -- tables and features ------------------------------------------------------------------------
@@ -253,13 +265,22 @@ def card_data(run_dir: str | Path, record: RunRecord, options: CardOptions, conf
         language=options.language or languages(record),
         task_categories=tasks,
         size_categories=[size_category(max(main))],
-        pretty_name=options.pretty_name or Path(run_dir).resolve().name,
+        pretty_name=options.pretty_name or default_name(record),
         tags=sorted({"sagecorpus", "arxiv", *options.tags}),
         configs=[{"config_name": c.name, "data_files": [{"split": "train", "path": c.pattern}],
                   **({"default": True} if c.name == default else {})} for c in configs],
         dataset_info=[{"config_name": c.name, "features": features(c.table)} for c in configs],
         **extra,
     )
+
+
+def default_name(record: RunRecord) -> str:
+    """A name from the ingest step's categories (never from the folder: a rebuild elsewhere writes
+    the same card)."""
+    for step in record.steps:
+        if step["stage"] == "ingest" and step["config"].get("categories"):
+            return f"arXiv {', '.join(step['config']['categories'])} papers"
+    return "sagecorpus dataset"
 
 
 def languages(record: RunRecord) -> list[str]:
@@ -283,7 +304,7 @@ def card_body(run_dir: str | Path, record: RunRecord, options: CardOptions, conf
               empty: list[DataConfig] = ()) -> str:
     """The Markdown body under the metadata (``empty``: tables left out for having no rows)."""
     run = Path(run_dir)
-    name = options.pretty_name or run.resolve().name
+    name = options.pretty_name or default_name(record)
     counts = license_counts(run, [f for c in configs for f in c.files])
     n_pub = sum(n for _, n in counts.values())
     parts = [f"# {name}", ""]
@@ -360,7 +381,10 @@ def build_card(run_dir: str | Path, record: RunRecord, options: CardOptions | No
 
 
 def write_card(run_dir: str | Path, options: CardOptions | None = None, record: RunRecord | None = None) -> Path:
-    """Write ``README.md`` into a run folder (the steps from its ``manifest.json`` unless ``record``)."""
+    """Write ``README.md`` into a run folder (the steps from its ``manifest.json`` unless ``record``).
+
+    The ``card`` step of a recipe (:class:`Card`, or ``sagecorpus card RUN_DIR``) does the same with
+    the steps before it in the chain, and records the card in the run's manifest."""
     run = Path(run_dir)
     if not run.is_dir():
         raise CardError(f"{run}: no such run folder")
@@ -393,5 +417,42 @@ def published_files(run_dir: str | Path) -> list[str]:
     return sorted(set(files))
 
 
-__all__ = ["CARD_NAME", "CardError", "CardOptions", "DataConfig", "RunRecord", "build_card", "card_configs",
-           "data_configs", "features", "published_files", "write_card"]
+# -- the recipe step --------------------------------------------------------------------------------
+class CardConfig(StageConfig):
+    pretty_name: str | None = Field(None, description="the dataset's name on the Hub (default: from the ingest step's categories)")
+    description: str | None = Field(None, description="the card's first paragraph (default: what the run built)")
+    tags: list[str] = Field([], description="Hub tags, besides sagecorpus and arxiv")
+    language: list[str] | None = Field(None, description="ISO 639-1 codes (default: the filter step's languages, else en)")
+
+
+@register_stage
+class Card(OneTaskStage):
+    """Writes ``README.md`` in the run folder from the steps before it: their configs and models, and
+    the tables they wrote (which it reads, so a changed table redoes the card)."""
+
+    name = "card"
+    config_class = CardConfig
+    recipe_only = True  # `sagecorpus card RUN_DIR` (corpus.publish.cli)
+    description = ("Write the run folder's dataset card (README.md): Hub metadata with one config per table, how the "
+                   "data was built, what each step kept and dropped and why, the models and the papers' licences.")
+
+    def outputs(self):
+        return {CARD_NAME: None, **super().outputs()}
+
+    def reads(self) -> list[str]:
+        patterns = [p for _, p in DEFAULT_TABLES]
+        return sorted({o for s in self.earlier for o in s.outputs()
+                       if o.endswith(".parquet") and any(fnmatch.fnmatch(o, p) for p in patterns)})
+
+    def run_task(self) -> Iterator[tuple[str, list[dict]]]:
+        c = self.config
+        options = CardOptions(c.pretty_name, c.description, list(c.tags), c.language)
+        write_card(self.out_dir, options, RunRecord.from_stages(self.earlier))
+        configs = card_configs(self.out_dir / CARD_NAME)
+        self.stat_update("configs", value=len(configs))
+        yield self.decisions_file, [self.decision(CARD_NAME, "kept", "written",
+                                                  configs=[x["config_name"] for x in configs])]
+
+
+__all__ = ["CARD_NAME", "Card", "CardConfig", "CardError", "CardOptions", "DataConfig", "RunRecord", "build_card",
+           "card_configs", "data_configs", "features", "published_files", "write_card"]

@@ -19,11 +19,26 @@ def add_card_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from corpus.publish.card import CardOptions, write_card
+    """Add the ``card`` step to the run folder's chain and run it (earlier steps are reused), so the
+    card is in the manifest and ``rebuild`` writes it again."""
+    from pathlib import Path
 
-    path = write_card(args.run_dir, CardOptions(args.pretty_name, args.description, args.tags, args.languages))
+    from corpus.run.executor import ExecutorConfig
+    from corpus.run.manifest import Manifest
+    from corpus.run.recipe import Step, add_step, run_recipe
+
+    run = Path(args.run_dir)
+    if not (run / "manifest.json").is_file():
+        print(f"sagecorpus card: {run}: no manifest.json: not a run folder (run a recipe or a stage verb into it first)",
+              file=sys.stderr)
+        return 2
+    config = {"pretty_name": args.pretty_name, "description": args.description, "tags": args.tags,
+              "language": args.languages}
+    executor = ExecutorConfig(**{**Manifest.load(run / "manifest.json").executor, "kind": "local", "quiet": args.quiet})
+    recipe = add_step(run, Step(stage="card", config=config), executor)
+    run_recipe(recipe, run, argv=sys.argv[1:])
     if not args.quiet:
-        print(f"dataset card: {path}")
+        print(f"dataset card: {run / 'README.md'}")
     return 0
 
 
