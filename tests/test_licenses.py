@@ -95,6 +95,15 @@ def test_a_file_of_a_paper_under_another_licence_or_without_metadata_gets_a_row(
     assert "0704.0009" not in by_item  # its file's row says it, once
 
 
+def test_ingest_command_takes_the_licences_comma_separated(fixtures, tmp_path):
+    from corpus.cli import main
+
+    meta = str(fixtures / "metadata" / "arxiv_kaggle_metadata_head100.jsonl")
+    assert main(["ingest", "--metadata", meta, "--categories", "*", "--no-require-files", "--licenses",
+                 "cc-by-nc-nd-4.0,cc0-1.0", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert read_polars(tmp_path / "out" / "papers.parquet", PAPER).height == 2
+
+
 def test_an_unknown_licence_id_in_the_ingest_config_is_refused():
     from corpus.ingest.stage import IngestConfig
 

@@ -107,6 +107,18 @@ def test_a_run_folder_without_its_card_or_a_bad_repo_id_is_refused(run_dir, tmp_
         plan_upload(run_dir, "astro")
 
 
+def test_a_table_changed_since_the_run_is_refused(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    data = bytearray((copy / "papers.parquet").read_bytes())
+    data[100] ^= 1
+    (copy / "papers.parquet").write_bytes(bytes(data))
+    with pytest.raises(PublishError, match="papers.parquet changed since the run wrote it"):
+        plan_upload(copy, "me/astro")
+
+
 def model_folder(root: Path, card: bool = True) -> Path:
     (root / "checkpoint-10").mkdir(parents=True)
     (root / "checkpoint-10" / "optimizer.pt").write_bytes(b"x")

@@ -70,7 +70,7 @@ class IngestConfig(StageConfig):
     @field_validator("licenses")
     @classmethod
     def _known_licenses(cls, value: list[str]) -> list[str]:
-        return check_ids(value)
+        return check_ids(part for v in value for part in v.split(","))  # --licenses cc-by-4.0,cc0-1.0 too
 
 
 class NothingIngested(EmptyOutputError):

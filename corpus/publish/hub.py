@@ -4,7 +4,7 @@
 written by ``sagecorpus card``), ``manifest.json``, ``report.html`` when there is one, and the Parquet
 files of the card's ``configs``; for a model folder (``config.json`` and weights), every file but
 hidden ones, work folders (``_*``) and training checkpoints (``checkpoint-*``), its ``README.md``
-model card required. :func:`publish` refuses a dataset holding papers under licences not allowed
+model card required. A run folder's files must have the bytes its manifest recorded. :func:`publish` refuses a dataset holding papers under licences not allowed
 (:data:`corpus.publish.licenses.REDISTRIBUTABLE` unless told), then calls ``HfApi.create_repo`` and
 ``HfApi.upload_folder`` with exactly those files.
 
@@ -88,6 +88,22 @@ def dataset_files(folder: Path) -> list[str]:
     return sorted({CARD_NAME, *data, *(f for f in EXTRA_DATASET_FILES if (folder / f).is_file())})
 
 
+def check_against_manifest(folder: Path, files: list[str]) -> None:
+    """Refuse files whose bytes differ from what the run's ``manifest.json`` recorded (a table changed
+    or rewritten since the run: the manifest uploaded beside it would not describe it)."""
+    from corpus.run.manifest import Manifest
+    from schemas import sha256_file
+
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return
+    recorded = {e.path: e.sha256 for e in Manifest.load(path).outputs}
+    changed = [f for f in files if f in recorded and sha256_file(folder / f) != recorded[f]]
+    if changed:
+        raise PublishError(f"{folder}: {', '.join(changed)} changed since the run wrote it (sha256 differs from "
+                           f"{path}); rerun the run (or `sagecorpus verify {path}` to see what differs)")
+
+
 def plan_upload(folder: str | Path, repo_id: str, private: bool = False) -> UploadPlan:
     """Exactly what :func:`publish` would upload, and where."""
     folder = Path(folder)
@@ -97,10 +113,12 @@ def plan_upload(folder: str | Path, repo_id: str, private: bool = False) -> Uplo
         raise PublishError(f"{repo_id!r} is not a Hub repo id: use OWNER/NAME")
     if is_model_folder(folder):
         if not (folder / CARD_NAME).is_file():
-            raise PublishError(f"{folder}: a model folder without its model card ({CARD_NAME}); the train and merge "
-                               "steps write one: publish the folder they wrote")
+            raise PublishError(f"{folder}: a model folder without its model card ({CARD_NAME}): a model is published "
+                               "with the card that says what it is, its base model, data and licence (the merge step "
+                               "writes one); add one (huggingface_hub.ModelCard) and publish again")
         return UploadPlan(folder, repo_id, "model", model_files(folder), private)
     files = dataset_files(folder)
+    check_against_manifest(folder, files)
     licenses = {lid: n for lid, (_, n) in license_counts(folder, files).items() if n}
     return UploadPlan(folder, repo_id, "dataset", files, private, licenses)
 
