@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -82,7 +83,7 @@ def test_a_file_of_a_paper_under_another_licence_or_without_metadata_gets_a_row(
     (pdfs / "0704.0033v1.pdf").write_bytes((fixtures / "pdf" / "aastex63_sample_article.pdf").read_bytes())
     (pdfs / "upload.pdf").write_bytes((fixtures / "pdf" / "corrfunc_sinha2016_elsarticle.pdf").read_bytes())
     meta = str(fixtures / "metadata" / "arxiv_kaggle_metadata_head100.jsonl")
-    nd = [json.loads(line) for line in open(meta) if "by-nc-nd" in line]
+    nd = [json.loads(line) for line in Path(meta).read_text().splitlines() if "by-nc-nd" in line]
     assert "0704.0033" in {r["id"] for r in nd}
     _, out = ingest(tmp_path, "files", metadata=[meta], pdfs=[str(pdfs)], categories=[], licenses=["cc-by-nc-nd-4.0"])
     assert read_polars(out / "papers.parquet", PAPER)["paper_id"].to_list() == ["0704.0033"]

@@ -27,7 +27,6 @@ from corpus.files import SourceError, open_input, printable_name, redact_url
 from corpus.ingest import titles
 from corpus.ingest.pairing import first_page, pair_by_title, source_title
 from corpus.ingest.arxiv_metadata import MetadataError, MetadataFilter, MetadataRecord, MetadataStats, read_metadata
-from corpus.publish.licenses import LICENSES, check_ids, license_id
 from corpus.ingest.sources import (
     SourceFile,
     chunk_url,
@@ -37,6 +36,7 @@ from corpus.ingest.sources import (
     read_manifest,
     select_chunks,
 )
+from corpus.publish.licenses import LICENSES, check_ids, license_id
 from corpus.run.progress import progress
 from corpus.run.stage import OUT, EmptyOutputError, Stage, StageConfig, how_field, path_field, register_stage
 from schemas import PAPER, sha256_file

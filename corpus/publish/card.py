@@ -5,8 +5,8 @@ licences of the source papers.
 The metadata is built with ``huggingface_hub``'s :class:`DatasetCardData`: ``license`` (the Hub ids
 of the licences of the papers in the published tables, see :mod:`corpus.publish.licenses`),
 ``language``, ``task_categories``, ``size_categories``, ``pretty_name``, ``tags``, and one entry of
-``configs`` (its files) and ``dataset_info`` (its features and rows) per published table, the
-features derived from the table's schema in ``schemas/``. ``datasets.load_dataset(folder, name)``
+``configs`` (its files) and ``dataset_info`` (its features) per published table, the features
+derived from the table's schema in ``schemas/``. ``datasets.load_dataset(folder, name)``
 loads any of them. Every table is read through ``schemas/``.
 
 What the card says about the steps (stages, configs, models) comes from a :class:`RunRecord`: the
@@ -123,9 +123,9 @@ def _table_of(path: Path) -> Table | None:
         raise CardError(f"{path}: not a readable Parquet file: {e}") from e
 
 
-def feature(t: pa.DataType) -> dict | str:
+def feature(t: pa.DataType) -> dict:
     """The Hub's YAML feature of an Arrow type, as ``datasets.Features._to_yaml_list`` writes it."""
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
+    if pa.types.is_list(t):
         inner = feature(t.value_type)
         return {"list": inner["dtype"] if set(inner) == {"dtype"} else inner.get("struct", inner)}
     if pa.types.is_struct(t):
@@ -150,13 +150,14 @@ def features(table: Table) -> list[dict]:
     return [{"name": f.name, **feature(f.type)} for f in table.schema]
 
 
+SIZE_CATEGORIES = ((10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
+                   (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"),
+                   (10**11, "10B<n<100B"), (10**12, "100B<n<1T"))
+
+
 def size_category(n: int) -> str:
     """The Hub's size category of ``n`` examples."""
-    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-                         (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")):
-        if n < limit:
-            return label
-    return "n>1T" if n > 10**12 else "1B<n<10B" if n < 10**10 else "10B<n<100B" if n < 10**11 else "100B<n<1T"
+    return next((label for limit, label in SIZE_CATEGORIES if n < limit), "n>1T")
 
 
 # -- licences -------------------------------------------------------------------------------------
@@ -308,9 +309,11 @@ def card_body(run_dir: str | Path, record: RunRecord, options: CardOptions, conf
     counts = license_counts(run, [f for c in configs for f in c.files])
     n_pub = sum(n for _, n in counts.values())
     parts = [f"# {name}", ""]
+    steps = ", ".join(s["stage"] for s in record.steps) or "no recorded step"
     parts += [options.description or (
-        f"Full text of {n_pub} arXiv papers (and what was made from it) built with sagecorpus: ingested from arXiv metadata, PDFs and LaTeX "
-        "sources, extracted to text, cleaned, deduplicated, filtered and decontaminated, as each step below says."), ""]
+        f"Data from {n_pub} arXiv papers (their metadata, text, or what was made from it), built with sagecorpus "
+        f"by these steps: {steps}. Every table below is typed (its schema name and version are in the Parquet "
+        "metadata); what each step did with each item, and why, is in the decisions."), ""]
 
     parts += ["## Contents", "", "Each table is a config: `datasets.load_dataset(REPO, NAME)`.", ""]
     parts += [_table(["config", "files", "table", "rows", "what it is"],
@@ -352,18 +355,19 @@ def card_body(run_dir: str | Path, record: RunRecord, options: CardOptions, conf
         parts += ["No model was called (no OCR, generator or grader).", ""]
 
     parts += ["## Licences of the source papers", "",
-              "From arXiv's metadata of each paper (a null licence is the one assumed for 1991-2003 papers; a paper "
-              "with no metadata row is `unknown`). Each paper's text keeps its own licence: check it before you "
-              "reuse the data.", ""]
+              ("From arXiv's metadata of each paper (a null licence is the one assumed for 1991-2003 papers; a paper "
+               "with no metadata row is `unknown`). Each paper's text keeps its own licence: check it before you "
+               "reuse the data."), ""]
     parts += [_table(["licence", "what it is", "papers ingested", "papers in this dataset", "redistributable"],
                      [[f"`{lid}`", LICENSES[lid][1], a, b, "yes" if lid in REDISTRIBUTABLE else "no"]
                       for lid, (a, b) in counts.items()]) if counts else "No paper table: the licences are not known.", ""]
 
     parts += ["## Rebuild", "",
-              "`manifest.json` pins every input (sha256), step config, package version and output. With the inputs "
-              "at the same paths, this replays the run (stored model outputs included) and checks the bytes:", "",
-              "```bash", "pip install sagecorpus", "sagecorpus rebuild manifest.json --out rebuilt",
-              "sagecorpus verify rebuilt/manifest.json", "```", ""]
+              ("`manifest.json` pins every input (sha256), step config, package version and output. With the inputs "
+               "at the same paths, this replays the run (stored model outputs included) and checks the bytes:"), "",
+              "```bash", "sagecorpus rebuild manifest.json --out rebuilt", "```", "",
+              ("Use the sagecorpus version the manifest names (`packages`); `sagecorpus verify manifest.json` checks "
+               "the inputs and this folder's files against the manifest."), ""]
     return "\n".join(parts)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpus.publish.card import CARD_NAME, license_counts, published_files
-from corpus.publish.licenses import LICENSES, REDISTRIBUTABLE, check_ids
+from corpus.publish.licenses import REDISTRIBUTABLE, check_ids
 
 HUB = "https://huggingface.co"
 EXTRA_DATASET_FILES = ("manifest.json", "report.html")
@@ -51,8 +51,8 @@ class UploadPlan:
     def describe(self) -> str:
         """The plan, one line per file: what ``--dry-run`` prints."""
         sizes = {f: (self.folder / f).stat().st_size for f in self.files}
-        lines = [f"{self.repo_type} {self.folder} -> {self.url} ({'private' if self.private else 'public'}): "
-                 f"{len(self.files)} files, {sum(sizes.values()):,} bytes"]
+        lines = [(f"{self.repo_type} {self.folder} -> {self.url} ({'private' if self.private else 'public'}): "
+                  f"{len(self.files)} files, {sum(sizes.values()):,} bytes")]
         lines += [f"  {f}\t{sizes[f]:,} bytes" for f in self.files]
         if self.licenses:
             lines.append("  papers per licence: " + ", ".join(f"{lid} {n}" for lid, n in self.licenses.items()))
@@ -70,7 +70,7 @@ def model_files(folder: Path) -> list[str]:
     files = []
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder)
-        if p.is_file() and not any(part.startswith((".", "_")) or part.startswith("checkpoint-") for part in rel.parts):
+        if p.is_file() and not any(part.startswith((".", "_", "checkpoint-")) for part in rel.parts):
             files.append(rel.as_posix())
     return files
 
