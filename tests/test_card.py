@@ -129,6 +129,8 @@ def test_the_card_is_deterministic_and_holds_no_run_time_or_host(demo_run, card_
 
 
 def test_card_command_adds_the_card_step_to_the_run_and_writes_what_write_card_writes(demo_run, card_path, tmp_path, capsys):
+    from huggingface_hub import DatasetCard
+
     copy = tmp_path / "copy"
     shutil.copytree(demo_run, copy)  # with its work folders: the earlier steps are reused, not redone
     (copy / "README.md").unlink()
@@ -138,6 +140,10 @@ def test_card_command_adds_the_card_step_to_the_run_and_writes_what_write_card_w
     assert [s["stage"] for s in manifest.steps][-1] == "card"
     assert "README.md" in {e.path for e in manifest.outputs}
     assert main(["card", str(tmp_path / "nowhere")]) == 2
+    assert main(["card", str(copy), "--table", "documents=documents.parquet", "--table", "sft=qa/sft.parquet", "--quiet"]) == 0
+    data = DatasetCard.load(copy / "README.md").data.to_dict()
+    assert [c["config_name"] for c in data["configs"]] == ["documents", "sft"]
+    assert Manifest.load(copy / "manifest.json").steps[-1]["reads"].keys() == {"documents.parquet", "qa/sft.parquet"}
     assert "no manifest.json" in capsys.readouterr().err
 
 

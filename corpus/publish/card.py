@@ -427,6 +427,9 @@ class CardConfig(StageConfig):
     description: str | None = Field(None, description="the card's first paragraph (default: what the run built)")
     tags: list[str] = Field([], description="Hub tags, besides sagecorpus and arxiv")
     language: list[str] | None = Field(None, description="ISO 639-1 codes (default: the filter step's languages, else en)")
+    tables: dict[str, str] | None = Field(None, description=(
+        "the tables to publish, one config each: name -> run file or glob, e.g. {documents: documents.parquet} "
+        f"(default: {', '.join(f'{n}: {p}' for n, p in DEFAULT_TABLES)}); a table with no file or no rows is left out"))
 
 
 @register_stage
@@ -443,14 +446,17 @@ class Card(OneTaskStage):
     def outputs(self):
         return {CARD_NAME: None, **super().outputs()}
 
+    def tables(self) -> list[tuple[str, str]]:
+        return list(self.config.tables.items()) if self.config.tables else list(DEFAULT_TABLES)
+
     def reads(self) -> list[str]:
-        patterns = [p for _, p in DEFAULT_TABLES]
+        patterns = [p for _, p in self.tables()]
         return sorted({o for s in self.earlier for o in s.outputs()
                        if o.endswith(".parquet") and any(fnmatch.fnmatch(o, p) for p in patterns)})
 
     def run_task(self) -> Iterator[tuple[str, list[dict]]]:
         c = self.config
-        options = CardOptions(c.pretty_name, c.description, list(c.tags), c.language)
+        options = CardOptions(c.pretty_name, c.description, list(c.tags), c.language, self.tables())
         write_card(self.out_dir, options, RunRecord.from_stages(self.earlier))
         configs = card_configs(self.out_dir / CARD_NAME)
         self.stat_update("configs", value=len(configs))

@@ -16,6 +16,9 @@ def add_card_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tag", dest="tags", action="append", default=[], help="a Hub tag (repeat for more)")
     p.add_argument("--language", dest="languages", action="append", default=None,
                    help="ISO 639-1 language code (repeat for more; default: the filter step's languages, else en)")
+    p.add_argument("--table", dest="tables", action="append", default=None, metavar="NAME=FILE",
+                   help="a table to publish as config NAME: a run file or glob, e.g. documents=documents.parquet "
+                        "(repeat; default: corpus, papers, the Q&A tables, eval results and the decisions)")
 
 
 def cmd_card(args: argparse.Namespace) -> int:
@@ -32,8 +35,15 @@ def cmd_card(args: argparse.Namespace) -> int:
         print(f"sagecorpus card: {run}: no manifest.json: not a run folder (run a recipe or a stage verb into it first)",
               file=sys.stderr)
         return 2
+    tables = None
+    if args.tables:
+        bad = [t for t in args.tables if "=" not in t]
+        if bad:
+            print(f"sagecorpus card: --table {bad[0]!r}: use NAME=FILE, e.g. documents=documents.parquet", file=sys.stderr)
+            return 2
+        tables = dict(t.split("=", 1) for t in args.tables)
     config = {"pretty_name": args.pretty_name, "description": args.description, "tags": args.tags,
-              "language": args.languages}
+              "language": args.languages, "tables": tables}
     executor = ExecutorConfig(**{**Manifest.load(run / "manifest.json").executor, "kind": "local", "quiet": args.quiet})
     recipe = add_step(run, Step(stage="card", config=config), executor)
     run_recipe(recipe, run, argv=sys.argv[1:])
