@@ -231,11 +231,40 @@ EXTRA_VERBS["text"] = (
     _text_args, cmd_text,
 )
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Add the `report` step to the run in RUN_DIR and run it: RUN_DIR/report.html, listed in the manifest."""
+    from corpus.run.manifest import MANIFEST_NAME
+
+    if not (Path(args.run_dir) / MANIFEST_NAME).is_file():
+        print(f"sagecorpus report: {args.run_dir}: no {MANIFEST_NAME}: not a run folder (run a recipe or a step into it first)",
+              file=sys.stderr)
+        return 2
+    recipe = add_step(args.run_dir, Step(stage="report", config={}), executor_from(args))
+    run_recipe(recipe, args.run_dir, argv=sys.argv[1:])
+    if not args.quiet:
+        print(Path(args.run_dir) / "report.html")
+    return 0
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (with its manifest.json)")
+    add_executor_options(p)
+
+
+EXTRA_VERBS["report"] = (
+    "write RUN_DIR/report.html: a self-contained HTML report of the run's plots and tables (adds the report step to its run)",
+    _report_args, cmd_report,
+)
+
 # The command line is the one place that mounts every package: `train cpt|sft` comes from trainer.cli
 # (argparse only; torch, transformers and TRL are imported when a training command runs).
 from trainer.cli import HELP as _TRAIN_HELP, add_train_arguments, cmd_train  # noqa: E402
 
 EXTRA_VERBS["train"] = (_TRAIN_HELP, lambda p: add_train_arguments(p, [common_options()]), cmd_train)
+
+from trainer.eval_cli import HELP as _EVAL_HELP, add_eval_arguments, cmd_eval  # noqa: E402
+
+EXTRA_VERBS["eval"] = (_EVAL_HELP, add_eval_arguments, cmd_eval)
 
 # `card` and `publish` come from corpus.publish.cli (huggingface_hub is imported when they run)
 from corpus.publish.cli import (  # noqa: E402

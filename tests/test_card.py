@@ -101,17 +101,21 @@ def test_body_says_how_it_was_built_what_was_dropped_and_why_models_and_licences
     body = text.split("\n---\n", 1)[1]
     manifest = Manifest.load(demo_run / "manifest.json")
     positions = [body.index(f"### {i}. {s['stage']}") for i, s in enumerate(manifest.steps, 1)]
-    assert positions == sorted(positions) and len(positions) == 10
+    assert positions == sorted(positions) and len(positions) == len(manifest.steps) >= 10
     assert "min_words: 300" in body  # the filter step's config, as the recipe set it
-    assert "max_in_flight" not in body and "batch_size" not in body  # how-fields change no byte: left out
+    generate = body.split(". qa_generate\n", 1)[1].split("\n### ", 1)[0]
+    assert "template: generate@1" in generate  # a what-field
+    assert "max_in_flight" not in generate and "batch_size" not in generate  # how-fields change no byte: left out
     rows = read_polars(demo_run / "decisions" / "dedup.parquet", DECISION)
     for (action, reason), n in Counter(zip(rows["action"], rows["reason"])).items():
         assert f"| dedup | {action} | {reason} | {n} |" in body
-    generate = read_polars(demo_run / "decisions" / "qa_generate.parquet", DECISION)
-    n_failed = int((generate["action"] == "failed").sum())
+    generated = read_polars(demo_run / "decisions" / "qa_generate.parquet", DECISION)
+    n_failed = int((generated["action"] == "failed").sum())
     assert f"| qa_generate | failed | unparseable_reply | {n_failed} |" in body
-    for model in manifest.models:  # the tiny models' cards say apache-2.0
-        assert f"| {model['stage']} | {model['role']} | {model['model_id']} | apache-2.0 | {model['sha256'][:16]} |" in body
+    for model in manifest.models:  # as recorded, else the tiny models' cards say apache-2.0
+        licence = model.get("license") or "apache-2.0"
+        assert f"| {model['stage']} | {model.get('role', '')} | {model['model_id']} | {licence} | {(model.get('sha256') or '')[:16] or '-'} |" in body
+    assert {"generator", "grader"} <= {m.get("role") for m in manifest.models}
     papers = read_polars(demo_run / "papers.parquet", PAPER)
     n_cc = sum(license_id(u, m) == "cc-by-4.0" for u, m in zip(papers["license"], papers["has_metadata"]))
     assert f"| `cc-by-4.0` | Creative Commons Attribution 4.0 | {n_cc} | {n_cc} | yes |" in body

@@ -128,7 +128,16 @@ class _TrainStep(OneTaskStage):
         return {"trl": "train", **({"peft": "train"} if getattr(self.config, "lora", None) else {})}
 
     def models(self) -> list[dict]:
-        return [{"role": f"{self.kind} base", "model": self.config.model}]
+        """The base model and the trained one (id, licence, weights sha256), for the manifest and the cards."""
+        from corpus.model_files import ModelFolderError, model_fingerprint
+
+        found = []
+        for role, folder in (("base", self.path(self.config.model)), ("trained", self.path(self.config.output_dir))):
+            try:
+                found.append({"stage": self.name, "role": role, **model_fingerprint(folder)})
+            except ModelFolderError:  # not trained yet (a manifest written before the step ran)
+                continue
+        return found
 
     def trainer_values(self) -> dict[str, Any]:
         """The trainer's config: this step's, run-folder paths resolved, checkpoints in the work folder."""
@@ -150,7 +159,10 @@ class _TrainStep(OneTaskStage):
                 self._launch(values)
             else:
                 from trainer.cli import TRAINERS
+                from trainer.run import be_quiet
 
+                if self.quiet:
+                    be_quiet()
                 module, function, _ = TRAINERS[self.kind]
                 __import__(module)
                 getattr(sys.modules[module], function)(self.trainer_config(**values))
@@ -194,3 +206,5 @@ class TrainSFT(_TrainStep):
     config_class = SFTStepConfig
     trainer_config = SFTTrainConfig
     description = "supervised fine-tuning on the run's Q&A with TRL -> models/sft/ (recipe step of `sagecorpus train sft`)"
+
+import trainer.evaluate  # noqa: E402,F401  eval (recipe-only: its command is `sagecorpus eval MODEL QUESTIONS...`)

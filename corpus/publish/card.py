@@ -9,8 +9,9 @@ of the licences of the papers in the published tables, see :mod:`corpus.publish.
 derived from the table's schema in ``schemas/``. ``datasets.load_dataset(folder, name)``
 loads any of them. Every table is read through ``schemas/``.
 
-What the card says about the steps (stages, configs, models) comes from a :class:`RunRecord`: the
-run's ``manifest.json`` (:func:`write_card`), or the earlier steps of the chain (the ``card`` stage).
+What the card says about the steps (stages, configs, models) comes from a
+:class:`corpus.publish.runinfo.RunInfo` (shared with the report): the run's ``manifest.json``
+(:func:`write_card`), or the steps before the ``card`` step in its chain.
 Only deterministic facts go in (no dates, hosts or timings), so a rebuild writes the same bytes.
 """
 
@@ -27,6 +28,7 @@ import yaml
 from pydantic import Field
 
 from corpus.publish.licenses import LICENSES, REDISTRIBUTABLE, hub_license, license_id
+from corpus.publish.runinfo import RunInfo, StepInfo, from_steps, load_run
 from corpus.run.stage import OneTaskStage, StageConfig, register_stage
 from schemas import DECISION, DOCUMENT, PAPER, Table, count_rows, read_table, table_of
 
@@ -64,30 +66,6 @@ class DataConfig:
     files: list[str]
     table: Table
     rows: int
-
-
-@dataclass
-class RunRecord:
-    """What the card says about how the data was built: the steps (``stage``, ``config``) in order and
-    the models they called (the manifest's ``models`` entries)."""
-
-    steps: list[dict] = field(default_factory=list)
-    models: list[dict] = field(default_factory=list)
-
-    @classmethod
-    def from_manifest(cls, path: str | Path) -> RunRecord:
-        from corpus.run.manifest import Manifest
-
-        m = Manifest.load(path)
-        return cls([{"stage": s["stage"], "config": s["config"]} for s in m.steps], m.models)
-
-    @classmethod
-    def from_stages(cls, stages: list) -> RunRecord:
-        """The record of steps of a chain (configs redacted as in the manifest)."""
-        from corpus.run.secrets import redact
-
-        return cls([{"stage": s.name, "config": redact(s.config_dict())} for s in stages],
-                   [m for s in stages for m in s.models()])
 
 
 # -- tables and features ------------------------------------------------------------------------
@@ -213,13 +191,13 @@ def stage_description(stage: str) -> str:
         return ""
 
 
-def model_license(model: dict, steps: list[dict]) -> str:
+def model_license(model: dict, steps: list[StepInfo]) -> str:
     """A model's licence: as recorded, else from the model card in its local folder (the step's
     ``model`` config), else ``not recorded``."""
     if model.get("license"):
         return str(model["license"])
     for step in steps:
-        folder = step["config"].get("model") if step["stage"] == model.get("stage") else None
+        folder = (step.config or {}).get("model") if step.stage == model.get("stage") else None
         if isinstance(folder, str) and (Path(folder) / CARD_NAME).is_file():
             from huggingface_hub import ModelCard
 
@@ -251,7 +229,7 @@ class CardOptions:
     tables: list[tuple[str, str]] | None = None
 
 
-def card_data(run_dir: str | Path, record: RunRecord, options: CardOptions, configs: list[DataConfig]):
+def card_data(run_dir: str | Path, info: RunInfo, options: CardOptions, configs: list[DataConfig]):
     """The card's :class:`huggingface_hub.DatasetCardData`."""
     from huggingface_hub import DatasetCardData
 
@@ -263,10 +241,10 @@ def card_data(run_dir: str | Path, record: RunRecord, options: CardOptions, conf
     default = next((c.name for c in configs if c.table is DOCUMENT), configs[0].name)
     return DatasetCardData(
         license=published[0] if len(published) == 1 else published,
-        language=options.language or languages(record),
+        language=options.language or languages(info),
         task_categories=tasks,
         size_categories=[size_category(max(main))],
-        pretty_name=options.pretty_name or default_name(record),
+        pretty_name=options.pretty_name or default_name(info),
         tags=sorted({"sagecorpus", "arxiv", *options.tags}),
         configs=[{"config_name": c.name, "data_files": [{"split": "train", "path": c.pattern}],
                   **({"default": True} if c.name == default else {})} for c in configs],
@@ -275,19 +253,19 @@ def card_data(run_dir: str | Path, record: RunRecord, options: CardOptions, conf
     )
 
 
-def default_name(record: RunRecord) -> str:
+def default_name(info: RunInfo) -> str:
     """A name from the ingest step's categories (never from the folder: a rebuild elsewhere writes
     the same card)."""
-    for step in record.steps:
-        if step["stage"] == "ingest" and step["config"].get("categories"):
-            return f"arXiv {', '.join(step['config']['categories'])} papers"
+    for step in info.steps:
+        if step.stage == "ingest" and (step.config or {}).get("categories"):
+            return f"arXiv {', '.join(step.config['categories'])} papers"
     return "sagecorpus dataset"
 
 
-def languages(record: RunRecord) -> list[str]:
+def languages(info: RunInfo) -> list[str]:
     """The languages the run's ``filter`` step kept (default ``en``)."""
-    for step in record.steps:
-        langs = step["config"].get("language", {}).get("languages") if step["stage"] == "filter" else None
+    for step in info.steps:
+        langs = (step.config or {}).get("language", {}).get("languages") if step.stage == "filter" else None
         if langs:
             return list(langs)
     return ["en"]
@@ -301,15 +279,15 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines + ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows])
 
 
-def card_body(run_dir: str | Path, record: RunRecord, options: CardOptions, configs: list[DataConfig],
+def card_body(run_dir: str | Path, info: RunInfo, options: CardOptions, configs: list[DataConfig],
               empty: list[DataConfig] = ()) -> str:
     """The Markdown body under the metadata (``empty``: tables left out for having no rows)."""
     run = Path(run_dir)
-    name = options.pretty_name or default_name(record)
+    name = options.pretty_name or default_name(info)
     counts = license_counts(run, [f for c in configs for f in c.files])
     n_pub = sum(n for _, n in counts.values())
     parts = [f"# {name}", ""]
-    steps = ", ".join(s["stage"] for s in record.steps) or "no recorded step"
+    steps = ", ".join(s.stage for s in info.steps) or "no recorded step"
     parts += [options.description or (
         f"Data from {n_pub} arXiv papers (their metadata, text, or what was made from it), built with sagecorpus "
         f"by these steps: {steps}. Every table below is typed (its schema name and version are in the Parquet "
@@ -328,29 +306,32 @@ def card_body(run_dir: str | Path, record: RunRecord, options: CardOptions, conf
                   "</details>", ""]
 
     parts += ["## How it was built", ""]
-    if record.steps:
+    if info.steps:
         parts += ["The steps, in order, with the configs that decide the bytes written:", ""]
-        for i, step in enumerate(record.steps, 1):
-            desc = stage_description(step["stage"])
-            config = yaml.safe_dump(what_config(step["stage"], step["config"]), sort_keys=True, allow_unicode=True)
-            parts += [f"### {i}. {step['stage']}", "", *([desc, ""] if desc else []),
-                      "<details><summary>config</summary>", "", "```yaml", config.rstrip("\n"), "```", "", "</details>", ""]
+        for i, step in enumerate(info.steps, 1):
+            desc = stage_description(step.stage)
+            parts += [f"### {i}. {step.stage}", "", *([desc, ""] if desc else [])]
+            if step.config is not None:
+                config = yaml.safe_dump(what_config(step.stage, step.config), sort_keys=True, allow_unicode=True)
+                parts += ["<details><summary>config</summary>", "", "```yaml", config.rstrip("\n"), "```", "",
+                          "</details>", ""]
     else:
         parts += ["No record of the steps (no manifest).", ""]
 
     decisions = decision_counts(run)
     parts += ["## What each step kept and dropped, and why", "",
               "From the decision tables (`decisions/<step>.parquet`, one row per item and step, with its evidence):", ""]
-    order = [s["stage"] for s in record.steps] + sorted(set(decisions) - {s["stage"] for s in record.steps})
+    order = list(dict.fromkeys(s.stage for s in info.steps))
+    order += sorted(set(decisions) - set(order))
     rows = [[stage, action, reason, n] for stage in order if stage in decisions
             for (action, reason), n in sorted(decisions[stage].items())]
     parts += [_table(["step", "action", "reason", "items"], rows) if rows else "No decision tables.", ""]
 
     parts += ["## Models", ""]
-    if record.models:
+    if info.models:
         parts += [_table(["step", "role", "model", "licence", "weights sha256"],
-                         [[m.get("stage", ""), m.get("role", ""), m.get("model_id", ""), model_license(m, record.steps),
-                           (m.get("sha256") or "")[:16] or "-"] for m in record.models]), ""]
+                         [[m.get("stage", ""), m.get("role", ""), m.get("model_id", ""), model_license(m, info.steps),
+                           (m.get("sha256") or "")[:16] or "-"] for m in info.models]), ""]
     else:
         parts += ["No model was called (no OCR, generator or grader).", ""]
 
@@ -371,7 +352,7 @@ def card_body(run_dir: str | Path, record: RunRecord, options: CardOptions, conf
     return "\n".join(parts)
 
 
-def build_card(run_dir: str | Path, record: RunRecord, options: CardOptions | None = None):
+def build_card(run_dir: str | Path, info: RunInfo, options: CardOptions | None = None):
     """The :class:`huggingface_hub.DatasetCard` of a run folder."""
     from huggingface_hub import DatasetCard
 
@@ -380,24 +361,26 @@ def build_card(run_dir: str | Path, record: RunRecord, options: CardOptions | No
     configs = [c for c in found if c.rows]
     if not configs:
         raise CardError(f"{run_dir}: every table is empty ({', '.join(f for c in found for f in c.files)}): nothing to publish")
-    body = card_body(run_dir, record, options, configs, [c for c in found if not c.rows])
-    return DatasetCard(f"---\n{card_data(run_dir, record, options, configs).to_yaml()}\n---\n\n{body}")
+    body = card_body(run_dir, info, options, configs, [c for c in found if not c.rows])
+    return DatasetCard(f"---\n{card_data(run_dir, info, options, configs).to_yaml()}\n---\n\n{body}")
 
 
-def write_card(run_dir: str | Path, options: CardOptions | None = None, record: RunRecord | None = None) -> Path:
-    """Write ``README.md`` into a run folder (the steps from its ``manifest.json`` unless ``record``).
+def write_card(run_dir: str | Path, options: CardOptions | None = None, info: RunInfo | None = None) -> Path:
+    """Write ``README.md`` into a run folder (the steps from its ``manifest.json`` unless ``info``).
 
     The ``card`` step of a recipe (:class:`Card`, or ``sagecorpus card RUN_DIR``) does the same with
     the steps before it in the chain, and records the card in the run's manifest."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise CardError(f"{run}: no such run folder")
-    if record is None:
-        manifest = run / "manifest.json"
-        record = RunRecord.from_manifest(manifest) if manifest.is_file() else RunRecord()
-    path = run / CARD_NAME
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise CardError(f"{root}: no such run folder")
+    if info is None:
+        try:
+            info = load_run(root)
+        except FileNotFoundError:  # a folder of tables without a manifest: no record of the steps
+            info = RunInfo(root)
+    path = root / CARD_NAME
     tmp = path.with_suffix(".md.tmp")
-    build_card(run, record, options).save(tmp)
+    build_card(root, info, options).save(tmp)
     tmp.replace(path)
     return path
 
@@ -454,15 +437,19 @@ class Card(OneTaskStage):
         return sorted({o for s in self.earlier for o in s.outputs()
                        if o.endswith(".parquet") and any(fnmatch.fnmatch(o, p) for p in patterns)})
 
+    def what_config(self) -> dict:
+        """Its identity covers the earlier steps' configs too (the card shows them), as the report's does."""
+        return {**super().what_config(), "earlier": [{"stage": s.name, "config": s.what_config()} for s in self.earlier]}
+
     def run_task(self) -> Iterator[tuple[str, list[dict]]]:
         c = self.config
         options = CardOptions(c.pretty_name, c.description, list(c.tags), c.language, self.tables())
-        write_card(self.out_dir, options, RunRecord.from_stages(self.earlier))
+        write_card(self.out_dir, options, from_steps(self.out_dir, self.earlier))
         configs = card_configs(self.out_dir / CARD_NAME)
         self.stat_update("configs", value=len(configs))
         yield self.decisions_file, [self.decision(CARD_NAME, "kept", "written",
                                                   configs=[x["config_name"] for x in configs])]
 
 
-__all__ = ["CARD_NAME", "Card", "CardConfig", "CardError", "CardOptions", "DataConfig", "RunRecord", "build_card",
+__all__ = ["CARD_NAME", "Card", "CardConfig", "CardError", "CardOptions", "DataConfig", "build_card",
            "card_configs", "data_configs", "features", "published_files", "write_card"]

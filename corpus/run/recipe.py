@@ -69,9 +69,7 @@ def build_stages(recipe: Recipe, out_dir: Path) -> list[Stage]:
     stages = []
     for step in recipe.steps:
         cls = get_stage(step.stage)
-        stage = cls(absolutize(cls.config_class(**step.config))).bind(out_dir)
-        stage.earlier = list(stages)
-        stages.append(stage)
+        stages.append(cls(absolutize(cls.config_class(**step.config))).bind(out_dir))
     return stages
 
 
@@ -100,8 +98,9 @@ def run_recipe(
     start = now()
     out = Path(out_dir).resolve()
     stages = build_stages(recipe, out)
-    for stage in stages:
+    for i, stage in enumerate(stages):
         stage.replay_dir = Path(replay_from).resolve() if replay_from else None
+        stage.earlier = stages[:i]
     check_chain(stages, out)
     for stage in stages:
         stage.validate()

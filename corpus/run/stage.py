@@ -112,9 +112,9 @@ class Stage(ABC):
         self.out_dir: Path | None = None
         self.work_dir: Path | None = None  # this step's private folder, set by the executor
         self.replay_dir: Path | None = None  # rebuild: the original run's folder, whose stored model outputs replay
+        self.earlier: list[Stage] = []  # the steps before this one in its run, in order (set by run_recipe): for steps that describe the run (report, card)
         self.quiet = False  # no progress bars (set by the executor from --quiet)
         self.stats: Counter = Counter()  # this shard's counters (see stat_update)
-        self.earlier: list[Stage] = []  # the steps before this one in its run's chain (set by build_stages): what a card or report describes
         self.check_requirements()
 
     # -- paths ---------------------------------------------------------------------------------
