@@ -1,1 +1,0 @@
-"""Show and share a run: dataset cards, licences, Hub upload (and reports)."""
