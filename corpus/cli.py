@@ -266,6 +266,14 @@ from trainer.eval_cli import HELP as _EVAL_HELP, add_eval_arguments, cmd_eval  #
 
 EXTRA_VERBS["eval"] = (_EVAL_HELP, add_eval_arguments, cmd_eval)
 
+# `card` and `publish` come from corpus.publish.cli (huggingface_hub is imported when they run)
+from corpus.publish.cli import (  # noqa: E402
+    CARD_HELP, PUBLISH_HELP, add_card_arguments, add_publish_arguments, cmd_card, cmd_publish,
+)
+
+EXTRA_VERBS["card"] = (CARD_HELP, add_card_arguments, cmd_card)
+EXTRA_VERBS["publish"] = (PUBLISH_HELP, add_publish_arguments, cmd_publish)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
