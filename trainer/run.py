@@ -280,6 +280,9 @@ def run_training(trainer, config, *, kind: str, datasets: list[dict], extra: dic
         state = Path(trainer.args.output_dir) / "trainer_state.json"
         if state.parent.resolve() != out.resolve():
             shutil.copyfile(state, out / state.name)
+        from trainer.card import training_card
+
+        training_card(kind, base, datasets, trainer.args.to_dict(), metrics, out.name).save(out / "README.md")
         outputs = [output_entry(out, f.name) for f in sorted(out.iterdir()) if f.is_file() and f.name != MANIFEST_NAME]
         _manifest(trainer, config, kind, datasets, base, extra, start, metrics, outputs).save(manifest_path)
         _say(trainer, f"train {kind}: model in {out}; manifest {manifest_path}")
