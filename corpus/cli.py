@@ -136,8 +136,20 @@ def _report(manifest, args) -> int:
         print("submitted to slurm; the manifest is written by the last job", file=sys.stderr)
         return 0
     if not args.quiet:
+        from corpus.run.summary import run_summary
+
+        folders: dict[str, int] = {}
         for e in manifest.outputs:
+            if e.path.startswith("models/"):  # a model folder: one line, its files are in the manifest
+                folder = "/".join(e.path.split("/")[:2]) + "/"
+                folders[folder] = folders.get(folder, 0) + 1
+                continue
             print(f"{e.path}\t{e.rows if e.rows is not None else '-'} rows\tsha256 {e.sha256[:16]}")
+        for folder, n in folders.items():
+            print(f"{folder}\t{n} files")
+        print("steps:")
+        for line in run_summary(manifest):
+            print(f"  {line}")
         print(f"manifest: {Path(args.out) / 'manifest.json'}")
     return 0
 

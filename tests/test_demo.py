@@ -12,6 +12,7 @@ import pytest
 from corpus.cli import main
 from corpus.run.manifest import Manifest, verify
 from corpus.run.recipe import load_recipe, rebuild, run_recipe
+from corpus.run.summary import run_summary
 from schemas import CHUNK, DECISION, DOCUMENT, PAPER, QA_PAIR, SFT_EXAMPLE, read_polars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +78,12 @@ def test_demo_synthesises_qa_with_the_tiny_local_models_down_to_sft_examples(dem
     assert all([m["role"] for m in msgs] == ["user", "assistant"] for msgs in sft["messages"])
     select = read_polars(out / "decisions/qa_select.parquet", DECISION)
     assert sorted(select["item_id"]) == sorted(pairs["pair_id"])  # every pair has a decision
+    # the run's summary says exactly what happened: no reply parsed, the template pairs carried the run
+    summary = {line.split(": ", 1)[0]: line for line in run_summary(runs[1])}
+    assert f"{llm.height} replies that did not parse" in summary["07-qa_generate"]
+    assert "no reply parsed, so only the template pairs go on" in summary["07-qa_generate"]
+    assert f"{sft.height} SFT examples ({sft.height} template)" in summary["09-qa_select"]
+    assert "eval_perplexity" in summary["11-train_sft"]
     models = {m["stage"]: m for m in runs[1].models}
     assert models["qa_generate"]["model_id"] == "generator" and models["qa_grade"]["model_id"] == "grader"
     assert models["qa_generate"]["sha256"] != models["qa_grade"]["sha256"]

@@ -173,6 +173,10 @@ class _TrainStep(OneTaskStage):
             self.stat_update(key, value=value)
         yield self.decisions_file, [self.decision(self.output.rstrip("/"), "trained", self.kind, **shown)]
 
+    def summary(self, stats: dict) -> str:
+        shown = ", ".join(f"{k} {stats[k]:.4g}" for k in SHOWN_METRICS if k in stats)
+        return f"{self.output.rstrip('/')}" + (f": {shown}" if shown else "")
+
     def _launch(self, values: dict[str, Any]) -> None:
         """``accelerate launch -m trainer KIND CONFIG`` with this step's trainer config, one process per GPU."""
         config = self.work_dir / f"{self.kind}.yaml"

@@ -231,6 +231,20 @@ class Stage(ABC):
         whole output (e.g. nothing kept) and the outputs the shards do not write. May return more
         counters for the run's stats."""
 
+    def summary(self, stats: dict) -> str:
+        """One line saying what the step did, from its counters (what ``sagecorpus run`` prints at the end):
+        items, then decisions by action with the reasons of those not kept. Stages add what matters."""
+        items = int(stats.get("items", 0))
+        actions = [f"{k.split('.', 1)[1]} {int(n)}" for k, n in sorted(stats.items()) if k.startswith("decisions.")]
+        reasons = [f"{k.split('.', 1)[1].split(':')[-1]} {int(n)}" for k, n in sorted(stats.items())
+                   if k.startswith("reason.") and not k.startswith("reason.kept")]
+        line = f"{items} items"
+        if actions:
+            line += ": " + ", ".join(actions)
+        if reasons:
+            line += f" ({', '.join(reasons)})"
+        return line
+
     # -- helpers -------------------------------------------------------------------------------
     def replay_folder(self, relative: str) -> bool:
         """In a ``rebuild``, copy the original run's folder output ``relative`` (a trained model) into
