@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS := ocr,ray,train,remote,qa,dev
+EXTRAS := ocr,ray,train,remote,qa,report,dev
 
 .PHONY: demo test install clean
 

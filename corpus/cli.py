@@ -136,8 +136,20 @@ def _report(manifest, args) -> int:
         print("submitted to slurm; the manifest is written by the last job", file=sys.stderr)
         return 0
     if not args.quiet:
+        from corpus.run.summary import run_summary
+
+        folders: dict[str, int] = {}
         for e in manifest.outputs:
+            if e.path.startswith("models/"):  # a model folder: one line, its files are in the manifest
+                folder = "/".join(e.path.split("/")[:2]) + "/"
+                folders[folder] = folders.get(folder, 0) + 1
+                continue
             print(f"{e.path}\t{e.rows if e.rows is not None else '-'} rows\tsha256 {e.sha256[:16]}")
+        for folder, n in folders.items():
+            print(f"{folder}\t{n} files")
+        print("steps:")
+        for line in run_summary(manifest):
+            print(f"  {line}")
         print(f"manifest: {Path(args.out) / 'manifest.json'}")
     return 0
 
@@ -231,6 +243,31 @@ EXTRA_VERBS["text"] = (
     _text_args, cmd_text,
 )
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Add the `report` step to the run in RUN_DIR and run it: RUN_DIR/report.html, listed in the manifest."""
+    from corpus.run.manifest import MANIFEST_NAME
+
+    if not (Path(args.run_dir) / MANIFEST_NAME).is_file():
+        print(f"sagecorpus report: {args.run_dir}: no {MANIFEST_NAME}: not a run folder (run a recipe or a step into it first)",
+              file=sys.stderr)
+        return 2
+    recipe = add_step(args.run_dir, Step(stage="report", config={}), executor_from(args))
+    run_recipe(recipe, args.run_dir, argv=sys.argv[1:])
+    if not args.quiet:
+        print(Path(args.run_dir) / "report.html")
+    return 0
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (with its manifest.json)")
+    add_executor_options(p)
+
+
+EXTRA_VERBS["report"] = (
+    "write RUN_DIR/report.html: a self-contained HTML report of the run's plots and tables (adds the report step to its run)",
+    _report_args, cmd_report,
+)
+
 # The command line is the one place that mounts every package: `train cpt|sft` comes from trainer.cli
 # (argparse only; torch, transformers and TRL are imported when a training command runs).
 from trainer.cli import HELP as _TRAIN_HELP, add_train_arguments, cmd_train  # noqa: E402
@@ -240,6 +277,18 @@ EXTRA_VERBS["train"] = (_TRAIN_HELP, lambda p: add_train_arguments(p, [common_op
 from trainer.merge.cli import HELP as _MERGE_HELP, add_merge_arguments, cmd_merge  # noqa: E402
 
 EXTRA_VERBS["merge"] = (_MERGE_HELP, add_merge_arguments, cmd_merge)
+
+from trainer.eval_cli import HELP as _EVAL_HELP, add_eval_arguments, cmd_eval  # noqa: E402
+
+EXTRA_VERBS["eval"] = (_EVAL_HELP, add_eval_arguments, cmd_eval)
+
+# `card` and `publish` come from corpus.publish.cli (huggingface_hub is imported when they run)
+from corpus.publish.cli import (  # noqa: E402
+    CARD_HELP, PUBLISH_HELP, add_card_arguments, add_publish_arguments, cmd_card, cmd_publish,
+)
+
+EXTRA_VERBS["card"] = (CARD_HELP, add_card_arguments, cmd_card)
+EXTRA_VERBS["publish"] = (PUBLISH_HELP, add_publish_arguments, cmd_publish)
 
 
 def build_parser() -> argparse.ArgumentParser:

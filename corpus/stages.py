@@ -4,6 +4,8 @@
 import corpus.ingest.stage  # noqa: F401, I001
 import corpus.extract.stage  # noqa: F401
 import corpus.curate.stages  # noqa: F401
+import corpus.publish.card  # noqa: F401  (the card step: recipe only, `sagecorpus card`)
+import corpus.publish.report  # noqa: F401  (recipe stage `report`; its command is `sagecorpus report RUN_DIR`)
 from corpus.run.stage import register_verb_group
 
 register_verb_group("curate", "curate the pretraining corpus: clean, dedup, filter, decontaminate")

@@ -8,10 +8,10 @@ Writes, deterministically (same bytes every time), into a folder:
   paper's PDF has no metadata row at all);
 - ``src/<id>.gz``: LaTeX sources as arXiv serves them: a gzipped tar (main file plus an
   ``\\input`` section and macros) or a single gzipped ``.tex``;
-- ``questions.json``: two benchmark questions (AstroMLab-1 layout), one lifted from a paper;
-- ``models/generator``, ``models/grader``, ``models/base``: tiny random chat models (``examples/tiny_lm.py``)
-  for the Q&A steps and the training examples, so the demo calls and trains real models in process with no
-  download (``--no-models`` skips them).
+- ``questions.json``: twelve benchmark questions with answers (AstroMLab-1 layout), one lifted from a paper;
+- ``models/generator``, ``models/grader``, ``models/base``, ``models/instruct``: tiny random chat models
+  (``examples/tiny_lm.py``) for the Q&A steps, the training steps and the merge, so the demo calls, trains
+  and merges real models in process with no download (``--no-models`` skips them).
 
 One paper is deposited twice (the second copy with 1% of its words edited), and one carries an
 Annual Review journal reference, so the curation steps have something to drop.
@@ -226,13 +226,39 @@ def redeposited(p: SamplePaper, arxiv_id: str, created: str, rng: random.Random,
     return SamplePaper(arxiv_id, 1, p.title, p.authors, p.categories, created, p.abstract, sections, source="gzip_tex")
 
 
-QUESTIONS = [  # in the AstroMLab-1 layout; the first is lifted from paper 2401.00005, so it contaminates it
+QUESTIONS = [  # in the AstroMLab-1 layout, with answers; the first is lifted from paper 2401.00005, so it contaminates it
     {"index": 1, "question": "Space-based detectors will observe thousands of double white dwarfs in the Milky Way. "
                              "In which frequency band do these detectors observe?",
-     "A": "Nanohertz", "B": "Millihertz", "C": "Kilohertz", "D": "Megahertz"},
+     "A": "Nanohertz", "B": "Millihertz", "C": "Kilohertz", "D": "Megahertz", "answer": "B"},
     {"index": 2, "question": "Which quantity does transit photometry of an exoplanet measure most directly?",
-     "A": "Its mass", "B": "Its radius", "C": "Its age", "D": "Its albedo"},
+     "A": "Its mass", "B": "Its radius", "C": "Its age", "D": "Its albedo", "answer": "B"},
+    {"index": 3, "question": "What powers a main-sequence star like the Sun?",
+     "A": "Gravitational contraction", "B": "Hydrogen fusion in the core", "C": "Radioactive decay", "D": "Accretion",
+     "answer": "B"},
+    {"index": 4, "question": "Which object is left after a low-mass star sheds its envelope?",
+     "A": "A neutron star", "B": "A black hole", "C": "A white dwarf", "D": "A brown dwarf", "answer": "C"},
+    {"index": 5, "question": "What does a larger cosmological redshift of a galaxy indicate?",
+     "A": "It is closer", "B": "It is farther away", "C": "It is hotter", "D": "It is younger", "answer": "B"},
+    {"index": 6, "question": "Which radiation fills the universe with a blackbody spectrum near 2.7 K?",
+     "A": "The cosmic microwave background", "B": "Cosmic rays", "C": "The solar wind", "D": "Gamma-ray bursts",
+     "answer": "A"},
+    {"index": 7, "question": "What are pulsars?",
+     "A": "Rotating neutron stars", "B": "Pulsating red giants", "C": "Binary white dwarfs", "D": "Active galactic nuclei",
+     "answer": "A"},
+    {"index": 8, "question": "Which quantity do rotation curves of spiral galaxies reveal beyond the visible disk?",
+     "A": "Missing mass", "B": "Missing metals", "C": "Extra magnetic fields", "D": "Extra dust", "answer": "A"},
+    {"index": 9, "question": "Which element is the most abundant in the interstellar medium by number?",
+     "A": "Helium", "B": "Carbon", "C": "Hydrogen", "D": "Oxygen", "answer": "C"},
+    {"index": 10, "question": "What does the Hubble constant describe?",
+     "A": "The age of the Sun", "B": "The expansion rate of the universe", "C": "The mass of the Milky Way",
+     "D": "The speed of light", "answer": "B"},
+    {"index": 11, "question": "Which instrument combines light from separated telescopes to sharpen images?",
+     "A": "A spectrograph", "B": "A bolometer", "C": "An interferometer", "D": "A coronagraph", "answer": "C"},
+    {"index": 12, "question": "What marks the boundary of a non-rotating black hole?",
+     "A": "The photon sphere", "B": "The event horizon", "C": "The ergosphere", "D": "The accretion disk", "answer": "B"},
 ]
+"""The benchmark questions: what decontamination and Q&A selection keep out of training, and what the
+demo's ``eval`` step asks the merged model (12 questions: the accuracy of a tiny random model is chance)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,9 +410,10 @@ def write_samples(out: str | Path) -> Path:
     return out
 
 
-MODELS = {"generator": 1, "grader": 2, "base": 3}
-"""The demo's tiny random chat models (folder name: seed): one writes Q&A, another grades them, and the
-third is the base model that ``train cpt`` continues on the corpus and ``train sft`` then fine-tunes."""
+MODELS = {"generator": 1, "grader": 2, "base": 3, "instruct": 4}
+"""The demo's tiny random chat models (folder name: seed): one writes Q&A, another grades them, the third is
+the base model that ``train_cpt`` continues on the corpus and ``train_sft`` then fine-tunes, and the fourth
+stands for the general instruct model the fine-tuned one is merged with (AstroSage: Llama-3.1-8B-Instruct)."""
 
 
 def write_models(out: str | Path) -> dict[str, Path]:

@@ -81,3 +81,15 @@ from corpus.run.recipe import rebuild  # noqa: E402
 print(verify(out / "manifest.json") or "all hashes match")
 _, diffs = rebuild(out / "manifest.json", HERE.parent / "tour-rebuilt")
 print(diffs or "rebuilt: identical bytes")
+
+# %% [markdown]
+# ## Runs and datasets in a notebook
+# `Run` and `Dataset` show a summary when they are a cell's value (schema, rows, first rows, counters);
+# `write_report` writes the run's HTML report with its plots embedded.
+
+# %%
+from corpus.publish.notebook import Run  # noqa: E402
+
+run = Run(out)
+print(run.write_report(HERE.parent / "tour-rebuilt" / "report.html"))  # any path; `sagecorpus report` writes it into the run
+run["documents.parquet"]

@@ -133,6 +133,12 @@ class CallingStage(Stage):
     role: ClassVar[str] = "model"  # what the manifest calls the model: generator, grader
     config_class: ClassVar[type[CallConfig]]
 
+    def summary(self, stats: dict) -> str:
+        sent, stored = int(stats.get("requests.sent", 0)), int(stats.get("requests.stored", 0))
+        tokens = int(stats.get("tokens.prompt", 0) + stats.get("tokens.completion", 0))
+        return (f"{super().summary(stats)}; {sent + stored} requests to {self.model_id} ({sent} sent, {stored} from "
+                f"the store), {tokens:,} tokens")
+
     @property
     def prompt(self) -> Template:
         return get_template(self.config.template)

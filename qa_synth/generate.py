@@ -56,6 +56,14 @@ class Generate(CallingStage):
     def outputs(self):
         return {PAIRS: QA_PAIR, **super().outputs()}
 
+    def summary(self, stats: dict) -> str:
+        llm, failed, template = (int(stats.get(f"pairs.{k}", 0)) for k in ("llm", "error", "template"))
+        line = (f"{super().summary(stats)}; {llm} pairs from replies, {failed} replies that did not parse (error rows, "
+                f"raw reply kept), {template} template pairs from metadata")
+        if failed and not llm:
+            line += ": no reply parsed, so only the template pairs go on to grading and selection"
+        return line
+
     def prepare(self) -> dict[str, int]:
         n = count_rows(self.path(self.config.chunks), CHUNK)
         if n == 0:

@@ -56,6 +56,12 @@ class Grade(CallingStage):
     def outputs(self):
         return {GRADES: GRADE, **super().outputs()}
 
+    def summary(self, stats: dict) -> str:
+        skipped = ", ".join(f"{int(v)} {k.split('.', 1)[1].removeprefix('skipped_').replace('_', ' ')}s"
+                            for k, v in sorted(stats.items()) if k.startswith("grades.skipped_"))
+        return (f"{super().summary(stats)}; {int(stats.get('grades.ok', 0))} grades, {int(stats.get('grades.error', 0))} "
+                f"grader replies that did not parse" + (f"; not graded: {skipped}" if skipped else ""))
+
     def prepare(self) -> dict[str, int]:
         pairs_path, chunks_path = self.path(self.config.pairs), self.path(self.config.chunks)
         pairs = read_polars(pairs_path, QA_PAIR, columns=["chunk_id", "kind", "model"])

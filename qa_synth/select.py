@@ -435,6 +435,7 @@ class Select(Stage):
         c = self.config
         dups = self._near_duplicates() if c.near_dedup else {}
         counts: Counter = Counter()
+        sources: Counter = Counter()
         kept = 0
         verdicts = sorted((self.work_dir / "verdicts").glob("*.parquet"))
         pairs = iter_rows(self.path(c.pairs), QA_PAIR, columns=["pair_id", "kind", "question", "answer"])
@@ -457,6 +458,7 @@ class Select(Stage):
                     out_rows.append(row)
                     if row["action"] == "kept":
                         kept += 1
+                        sources[f"selected.{pair['kind']}"] += 1
                         sft_rows.append({"example_id": pair["pair_id"], "pair_id": pair["pair_id"], "source": pair["kind"],
                                          "messages": messages(pair["question"], pair["answer"], c.system_prompt)})
                     if len(out_rows) >= 10_000:
@@ -475,7 +477,11 @@ class Select(Stage):
         actions: Counter = Counter()
         for (action, _), n in counts.items():
             actions[f"decisions.{action}"] += n
-        return dict(actions) | {f"reason.{r}": n for r, n in reasons.items()} | {"selected": kept} | general
+        return dict(actions) | {f"reason.{r}": n for r, n in reasons.items()} | {"selected": kept} | dict(sources) | general
+
+    def summary(self, stats: dict) -> str:
+        by_source = ", ".join(f"{int(n)} {k.split('.', 1)[1]}" for k, n in sorted(stats.items()) if k.startswith("selected."))
+        return f"{super().summary(stats)}; {int(stats.get('selected', 0))} SFT examples ({by_source or 'none'})"
 
     def _near_duplicates(self) -> dict:
         """Pair id -> DedupResult for every pair in a near-duplicate cluster (kept or dropped)."""

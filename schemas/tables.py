@@ -202,18 +202,24 @@ SFT_EXAMPLE = _table(
 )
 
 EVAL_RESULT = _table(
-    "eval_result", 1, "One benchmark question answered by one model.",
+    "eval_result", 2, "One multiple-choice benchmark question answered by one model (trainer.evaluate).",
     ["model", "benchmark", "question_id", "method"],
     [
-        ("model", S, False, "model id or path"),
-        ("benchmark", S, False, "benchmark name"),
-        ("question_id", S, False, "question id"),
-        ("method", S, False, "'logprob' (next-token option letters) or 'generate' (answer extracted from a reply)"),
-        ("predicted", S, True, "A-D, null when none could be extracted"),
-        ("answer", S, True, "gold answer, when known"),
-        ("correct", pa.bool_(), True, "null when there is no gold answer"),
-        ("option_scores", pa.list_(pa.float64()), True, "per-option log-probabilities (logprob method)"),
-        ("raw", S, True, "the raw reply (generate method)"),
+        ("model", S, False, "model id: its name on the server, or a local folder's model id (weights hash in the manifest)"),
+        ("benchmark", S, False, "benchmark name: the question file's name without its suffix"),
+        ("question_id", S, False, "question id in the file ('id', else 'index', else '<file stem>:<row>')"),
+        ("method", S, False, "'logprob' (next-token probability of the option letters) or 'generate' (answer extracted from a reply)"),
+        ("predicted", S, True, "A-D; null when none (no letter extracted, a refused request)"),
+        ("answer", S, True, "gold answer A-D; null when the file has none (predictions only)"),
+        ("correct", pa.bool_(), True, "predicted == answer; null when there is no gold answer"),
+        ("probabilities", pa.list_(pa.float64()), True, "logprob: probability of A, B, C, D renormalised over the four letters; null for generate"),
+        ("logprobs", pa.list_(pa.float64()), True, "logprob: log-probability of each letter as the next token (A-D; an entry is null when a server's top_logprobs left it out)"),
+        ("raw", S, True, "generate: the reply as the model wrote it"),
+        ("error", S, True, "why there is no prediction (null when there is one)"),
+        ("flags", pa.list_(S), False, "problems of the question row, reported not fatal: 'blank_option:C', 'duplicate_question:<id of its first occurrence>'"),
+        ("request_key", S, False, "the request's key in the item store (rebuild replays it)"),
+        ("prompt_tokens", pa.int32(), True, "prompt tokens of the request"),
+        ("completion_tokens", pa.int32(), True, "completion tokens of the reply (generate)"),
     ],
 )
 

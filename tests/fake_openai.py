@@ -11,6 +11,7 @@ What a request gets can be scripted, per key (or ``"*"`` for any request), as a 
 
 - ``{}``: a normal reply; ``{"content": "..."}``: a normal reply with that message content
   (``{"content": "{not json"}`` for a reply the caller cannot parse); ``{"refusal": "..."}`` too;
+  ``{"logprobs": {...}}`` puts that value as the choice's ``logprobs`` (a server that offers them);
 - ``{"status": 429, "headers": {"Retry-After": "0.2"}}``: that status with an OpenAI-style error body
   (``"message"`` sets its text); ``{"status": 200, "body": "<html>"}``: that raw body;
 - ``{"delay": 2.0, ...}``: wait first (longer than the client's timeout: a timeout);
@@ -136,7 +137,8 @@ class FakeOpenAI:
         return web.json_response({
             "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": 0,
             "model": body.get("model"), "system_fingerprint": "fake-openai",
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop",
+                         **({"logprobs": action["logprobs"]} if "logprobs" in action else {})}],
             "usage": {"prompt_tokens": words, "completion_tokens": len(str(content).split()),
                       "total_tokens": words + len(str(content).split())},
         }, headers=headers)

@@ -126,7 +126,7 @@ def test_bad_question_files_name_the_problem(tmp_path):
     with pytest.raises(QuestionFileError, match="no questions"):
         load_questions(empty)
     with pytest.raises(QuestionFileError, match="unknown question file type"):
-        load_questions(tmp_path / "q.csv")
+        load_questions(tmp_path / "q.xlsx")
 
 
 def test_a_bad_row_is_skipped_and_reported_not_fatal(tmp_path):

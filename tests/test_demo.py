@@ -12,6 +12,7 @@ import pytest
 from corpus.cli import main
 from corpus.run.manifest import Manifest, verify
 from corpus.run.recipe import load_recipe, rebuild, run_recipe
+from corpus.run.summary import run_summary
 from schemas import CHUNK, DECISION, DOCUMENT, PAPER, QA_PAIR, SFT_EXAMPLE, read_polars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,15 +36,28 @@ def demo(tmp_path_factory):
     return base, runs
 
 
+RUN_RECORDS = ("manifest.json", "trainer_state.json", "training_args.bin")
+"""Files of a trained model folder that record its run (times, absolute paths), not what it learned."""
+
+
+def data_hashes(manifest: Manifest) -> dict[str, str]:
+    """Every output's sha256 but the run records of the model folders (weights and tokenizers included)."""
+    return {e.path: e.sha256 for e in manifest.outputs
+            if not (e.path.startswith("models/") and e.path.rsplit("/", 1)[-1] in RUN_RECORDS)}
+
+
 def test_same_bytes_with_one_and_two_workers(demo):
     _, runs = demo
-    one = {e.path: e.sha256 for e in runs[1].outputs}
-    two = {e.path: e.sha256 for e in runs[2].outputs}
+    one, two = data_hashes(runs[1]), data_hashes(runs[2])
     assert one == two
-    stages = ("ingest", "extract", "clean", "dedup", "filter", "decontaminate", "qa_chunk", "qa_generate", "qa_grade", "qa_select")
-    assert set(one) == {"papers.parquet", "documents.parquet", "curated/clean.parquet", "curated/dedup.parquet",
-                        "curated/filter.parquet", "corpus.parquet", "qa/chunks.parquet", "qa/pairs.parquet",
-                        "qa/grades.parquet", "qa/sft.parquet"} | {f"decisions/{s}.parquet" for s in stages}
+    stages = ("ingest", "extract", "clean", "dedup", "filter", "decontaminate", "qa_chunk", "qa_generate", "qa_grade",
+              "qa_select", "train_cpt", "train_sft")
+    models = {f"models/{m}/{f}" for m in ("cpt", "sft") for f in ("model.safetensors", "config.json", "tokenizer.json")}
+    assert {"papers.parquet", "documents.parquet", "curated/clean.parquet", "curated/dedup.parquet",
+            "curated/filter.parquet", "corpus.parquet", "qa/chunks.parquet", "qa/pairs.parquet",
+            "qa/grades.parquet", "qa/sft.parquet"} | {f"decisions/{s}.parquet" for s in stages} | models <= set(one)
+    assert {p.split("/")[0] for p in one} == {"papers.parquet", "documents.parquet", "curated", "corpus.parquet", "qa",
+                                             "decisions", "models"}
 
 
 def test_demo_synthesises_qa_with_the_tiny_local_models_down_to_sft_examples(demo):
@@ -64,6 +78,12 @@ def test_demo_synthesises_qa_with_the_tiny_local_models_down_to_sft_examples(dem
     assert all([m["role"] for m in msgs] == ["user", "assistant"] for msgs in sft["messages"])
     select = read_polars(out / "decisions/qa_select.parquet", DECISION)
     assert sorted(select["item_id"]) == sorted(pairs["pair_id"])  # every pair has a decision
+    # the run's summary says exactly what happened: no reply parsed, the template pairs carried the run
+    summary = {line.split(": ", 1)[0]: line for line in run_summary(runs[1])}
+    assert f"{llm.height} replies that did not parse" in summary["07-qa_generate"]
+    assert "no reply parsed, so only the template pairs go on" in summary["07-qa_generate"]
+    assert f"{sft.height} SFT examples ({sft.height} template)" in summary["09-qa_select"]
+    assert "eval_perplexity" in summary["11-train_sft"]
     models = {m["stage"]: m for m in runs[1].models}
     assert models["qa_generate"]["model_id"] == "generator" and models["qa_grade"]["model_id"] == "grader"
     assert models["qa_generate"]["sha256"] != models["qa_grade"]["sha256"]
@@ -122,6 +142,7 @@ def test_verify_passes_and_names_one_changed_input_byte(demo, tmp_path):
 
 
 def test_rebuild_from_manifest_alone_reproduces_every_output(demo, tmp_path):
+    """Every output, the trained models' run records included: the models are replayed, not trained again."""
     base, runs = demo
     manifest, diffs = rebuild(base / "out2" / "manifest.json", tmp_path / "rebuilt")
     assert diffs == []
@@ -130,8 +151,10 @@ def test_rebuild_from_manifest_alone_reproduces_every_output(demo, tmp_path):
 
 
 def demo_recipe(base: Path, **ingest):
+    """The demo's data steps (ingest to qa_select; reruns of the training steps: tests/test_train_steps.py)."""
     recipe = load_recipe(base / "recipe.yaml")
     recipe.executor.workers, recipe.executor.quiet = 1, True
+    recipe.steps = [s for s in recipe.steps if not s.stage.startswith("train_")]
     recipe.steps[0].config.update(ingest)
     return recipe
 
@@ -141,7 +164,7 @@ def test_a_rerun_with_other_categories_equals_a_fresh_run(demo, tmp_path):
     shutil.copytree(base / "out1", tmp_path / "reused")
     rerun = run_recipe(demo_recipe(base, categories=["gr-qc"]), tmp_path / "reused")
     fresh = run_recipe(demo_recipe(base, categories=["gr-qc"]), tmp_path / "fresh")
-    assert {e.path: e.sha256 for e in rerun.outputs} == {e.path: e.sha256 for e in fresh.outputs}
+    assert data_hashes(rerun) == data_hashes(fresh)
     papers = read_polars(tmp_path / "reused" / "papers.parquet", PAPER)
     assert papers.height and all("gr-qc" in cats for cats in papers.filter(papers["has_metadata"])["categories"])
     assert verify(tmp_path / "reused" / "manifest.json") == []
@@ -161,7 +184,7 @@ def test_an_added_paper_reaches_every_step_on_rerun(demo, tmp_path):
     for stage in ("ingest", "extract", "clean", "dedup"):
         assert "2401.00099" in read_polars(tmp_path / "out" / f"decisions/{stage}.parquet", DECISION)["item_id"].to_list(), stage
     fresh = run_recipe(demo_recipe(tmp_path), tmp_path / "fresh")
-    assert {e.path: e.sha256 for e in rerun.outputs} == {e.path: e.sha256 for e in fresh.outputs}
+    assert data_hashes(rerun) == data_hashes(fresh)
 
 
 def test_the_step_by_step_commands_build_one_verifiable_rebuildable_run(demo, tmp_path, capsys):

@@ -18,7 +18,8 @@ from corpus.run.manifest import Manifest, verify  # noqa: E402
 from corpus.run.recipe import Recipe, Step, run_recipe  # noqa: E402
 
 
-def test_a_run_submitted_to_slurm_gives_the_local_bytes(tmp_path, monkeypatch):
+def record_sbatch(monkeypatch) -> list:
+    """sbatch replaced by a recorder of (script, arguments)."""
     import datatrove.executor.slurm as slurm
 
     jobs = []
@@ -29,6 +30,23 @@ def test_a_run_submitted_to_slurm_gives_the_local_bytes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(slurm, "launch_slurm_job", fake_sbatch)
     monkeypatch.setattr(slurm, "expand_slurm_nodelist", lambda nodelist: [nodelist])  # scontrol's job
+    return jobs
+
+
+def run_jobs(pipelines: list, monkeypatch) -> None:
+    """What the cluster does: run the recorded jobs in dependency order, every task of an array."""
+    for script, _ in pipelines:
+        pik = re.search(r"launch_pickled_pipeline (\S+)", script).group(1)
+        array = re.search(r"#SBATCH --array=0-(\d+)", script)
+        for task in range(int(array.group(1)) + 1 if array else 1):
+            monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
+            monkeypatch.setenv("SLURM_NODELIST", "node001")
+            with open(pik, "rb") as f:
+                dill.load(f).run()
+
+
+def test_a_run_submitted_to_slurm_gives_the_local_bytes(tmp_path, monkeypatch):
+    jobs = record_sbatch(monkeypatch)
     texts = tmp_path / "texts"
     texts.mkdir()
     for i in range(11):
@@ -44,16 +62,24 @@ def test_a_run_submitted_to_slurm_gives_the_local_bytes(tmp_path, monkeypatch):
     assert all(any(a.startswith("--dependency=afterok:") for a in args) for _, args in pipelines[1:])
     assert not (tmp_path / "slurm" / "manifest.json").exists()  # nothing ran yet
 
-    for script, _ in pipelines:  # the cluster runs the jobs in dependency order
-        pik = re.search(r"launch_pickled_pipeline (\S+)", script).group(1)
-        array = re.search(r"#SBATCH --array=0-(\d+)", script)
-        for task in range(int(array.group(1)) + 1 if array else 1):
-            monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
-            monkeypatch.setenv("SLURM_NODELIST", "node001")
-            with open(pik, "rb") as f:
-                dill.load(f).run()
+    run_jobs(pipelines, monkeypatch)
     manifest = Manifest.load(tmp_path / "slurm" / "manifest.json")
     assert {e.path: e.sha256 for e in manifest.outputs} == {e.path: e.sha256 for e in local.outputs}
+    assert verify(tmp_path / "slurm" / "manifest.json") == []
+
+
+def test_a_one_task_step_is_one_slurm_job_not_an_array_of_empty_tasks(tmp_path, monkeypatch, texts):
+    """A training step on a cluster whose executor splits other steps into 1,000 tasks: one job (with the
+    step's GPUs), its folder output listed file by file in the manifest."""
+    jobs = record_sbatch(monkeypatch)
+    steps = [Step(stage="toy_train", config={"folder": str(texts)})]
+    config = ExecutorConfig(kind="slurm", tasks=1000, partition="gpu", time="01:00:00")
+    assert run_recipe(Recipe(steps=steps, executor=config), tmp_path / "slurm") is None
+    pipelines = [(s, a) for s, a in jobs if "launch_pickled_pipeline" in s]
+    assert len(pipelines) == 4 and "#SBATCH --array=0-0" in pipelines[1][0]  # one task, not 1,000
+    run_jobs(pipelines, monkeypatch)
+    manifest = Manifest.load(tmp_path / "slurm" / "manifest.json")
+    assert {"models/toy/config.json", "models/toy/shards/weights.bin"} <= {e.path for e in manifest.outputs}
     assert verify(tmp_path / "slurm" / "manifest.json") == []
 
 

@@ -171,3 +171,18 @@ def test_a_step_with_two_processes_trains_through_accelerate_launch(tiny_lm, run
     assert recorded.steps[0]["estimate"]["processes"] == 2
     assert json.loads((run / "models/cpt/trainer_state.json").read_text())["global_step"] == 2
     assert verify(run / "manifest.json") == []
+
+
+def test_the_trained_models_carry_a_card_with_the_base_licence_and_their_data(tiny_lm, run):
+    from huggingface_hub import ModelCard
+
+    from corpus.model_files import model_fingerprint
+
+    run_recipe(recipe(tiny_lm), run)
+    base = model_fingerprint(tiny_lm)
+    for model, data in (("cpt", "corpus.parquet"), ("sft", "sft.parquet")):
+        card = ModelCard.load(run / "models" / model / "README.md")
+        assert card.data.license == base["license"] and card.data.license != "unknown"
+        assert f"`{data}`" in card.text and "eval_perplexity" in card.text
+    assert ModelCard.load(run / "models/sft/README.md").data.base_model == model_fingerprint(run / "models/cpt")["model_id"]
+    assert model_fingerprint(run / "models/sft")["license"] == base["license"]  # what the next step's manifest reads

@@ -58,13 +58,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     train = getattr(importlib.import_module(module), function)
     overrides = {"output_dir": args.out} if args.out else {}
     if getattr(args, "quiet", False):
-        from transformers.utils import logging as hf_logging
+        from trainer.run import be_quiet
 
-        from datasets.utils.logging import disable_progress_bar
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        disable_progress_bar()
+        be_quiet()
     result = train(args.config, **overrides)
     if int(os.environ.get("RANK", "0")) == 0 and not getattr(args, "quiet", False):
         shown = {k: v for k, v in result.metrics.items() if k in ("train_loss", "eval_loss", "eval_perplexity")}

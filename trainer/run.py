@@ -187,6 +187,27 @@ def sft_trainer_class():
 
 # ---------------------------------------------------------------------------------------- the run
 
+_QUIET = False
+
+
+def be_quiet() -> None:
+    """For ``--quiet``: warnings and errors only from transformers and datasets, no progress bars, and no
+    per-log metric lines from the trainer (its logs still go to trainer_state.json). The estimate and the
+    line naming the saved model are still printed."""
+    global _QUIET
+    import warnings
+
+    from datasets.utils.logging import disable_progress_bar
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    disable_progress_bar()
+    # TRL's SFTConfig sets transformers' deprecated name (gradient_checkpointing) itself: nothing a user can change
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
+    _QUIET = True
+
+
 
 def _say(trainer, text: str) -> None:
     if trainer.is_world_process_zero():
@@ -229,6 +250,11 @@ def run_training(trainer, config, *, kind: str, datasets: list[dict], extra: dic
     if checkpoint is not None and manifest_path.is_file():
         _check_same_run(manifest_path, datasets, base["sha256"], checkpoint)
 
+    if _QUIET:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
     rows = len(trainer.train_dataset)
     tokens = dataset_tokens(trainer.train_dataset)
     plan = estimate(tokens, rows, trainer.args, config, trainer.args.world_size)
@@ -254,6 +280,9 @@ def run_training(trainer, config, *, kind: str, datasets: list[dict], extra: dic
         state = Path(trainer.args.output_dir) / "trainer_state.json"
         if state.parent.resolve() != out.resolve():
             shutil.copyfile(state, out / state.name)
+        from trainer.card import training_card
+
+        training_card(kind, base, datasets, trainer.args.to_dict(), metrics, out.name).save(out / "README.md")
         outputs = [output_entry(out, f.name) for f in sorted(out.iterdir()) if f.is_file() and f.name != MANIFEST_NAME]
         _manifest(trainer, config, kind, datasets, base, extra, start, metrics, outputs).save(manifest_path)
         _say(trainer, f"train {kind}: model in {out}; manifest {manifest_path}")

@@ -28,6 +28,7 @@ Command line: ``sagecorpus train sft CONFIG [--out DIR]``; multi-GPU: ``accelera
 from __future__ import annotations
 
 import os
+import shutil
 import random
 from pathlib import Path
 from typing import Any, ClassVar
@@ -250,6 +251,8 @@ def merge_lora(output_dir: Path, base: str) -> Path:
     merged = output_dir / MERGED
     model.save_pretrained(merged)
     tokenizer.save_pretrained(merged)
+    if (output_dir / "README.md").is_file():  # the model card (licence, base, data) holds for the merged copy too
+        shutil.copyfile(output_dir / "README.md", merged / "README.md")
     return merged
 
 

@@ -128,7 +128,16 @@ class _TrainStep(OneTaskStage):
         return {"trl": "train", **({"peft": "train"} if getattr(self.config, "lora", None) else {})}
 
     def models(self) -> list[dict]:
-        return [{"role": f"{self.kind} base", "model": self.config.model}]
+        """The base model and the trained one (id, licence, weights sha256), for the manifest and the cards."""
+        from corpus.model_files import ModelFolderError, model_fingerprint
+
+        found = []
+        for role, folder in (("base", self.path(self.config.model)), ("trained", self.path(self.config.output_dir))):
+            try:
+                found.append({"stage": self.name, "role": role, **model_fingerprint(folder)})
+            except ModelFolderError:  # not trained yet (a manifest written before the step ran)
+                continue
+        return found
 
     def trainer_values(self) -> dict[str, Any]:
         """The trainer's config: this step's, run-folder paths resolved, checkpoints in the work folder."""
@@ -150,7 +159,10 @@ class _TrainStep(OneTaskStage):
                 self._launch(values)
             else:
                 from trainer.cli import TRAINERS
+                from trainer.run import be_quiet
 
+                if self.quiet:
+                    be_quiet()
                 module, function, _ = TRAINERS[self.kind]
                 __import__(module)
                 getattr(sys.modules[module], function)(self.trainer_config(**values))
@@ -160,6 +172,10 @@ class _TrainStep(OneTaskStage):
         for key, value in shown.items():
             self.stat_update(key, value=value)
         yield self.decisions_file, [self.decision(self.output.rstrip("/"), "trained", self.kind, **shown)]
+
+    def summary(self, stats: dict) -> str:
+        shown = ", ".join(f"{k} {stats[k]:.4g}" for k in SHOWN_METRICS if k in stats)
+        return f"{self.output.rstrip('/')}" + (f": {shown}" if shown else "")
 
     def _launch(self, values: dict[str, Any]) -> None:
         """``accelerate launch -m trainer KIND CONFIG`` with this step's trainer config, one process per GPU."""
@@ -196,3 +212,4 @@ class TrainSFT(_TrainStep):
     description = "supervised fine-tuning on the run's Q&A with TRL -> models/sft/ (recipe step of `sagecorpus train sft`)"
 
 from trainer.merge.stage import MergeStage  # noqa: E402,F401  (the `merge` step)
+import trainer.evaluate  # noqa: E402,F401  eval (recipe-only: its command is `sagecorpus eval MODEL QUESTIONS...`)

@@ -14,8 +14,10 @@ the only protection): :class:`SourceExclusion` drops papers by journal reference
 prefix), arXiv id (any id the paper is known by), or the journal's own words in the document's front
 matter (copyright line, running head, DOI), so a review without a metadata row is caught too.
 
-Question files: JSON (an array of objects), JSONL or Parquet with ``question``, ``A``..``D`` and an
-optional ``answer`` (a letter); the id is ``id``, else ``index``, else the row number. Both layouts in
+Question files: JSON (an array of objects), JSONL, CSV (a header row; a UTF-8 byte-order mark, as
+spreadsheet exports write, is dropped) or Parquet with ``question``, ``A``..``D`` and an optional
+``answer`` (a letter); column names are matched without regard to case or surrounding spaces. The
+id is ``id``, else ``index``, else the row number. Both layouts in
 ``shared/fixtures/qa/`` (AstroMLab-1: ``index``, no answers; Astro-QA: ``id``, ``answer``) load.
 A row without the text it is matched by (see :func:`load_questions`) is skipped and reported, never
 fatal to the file.
@@ -58,14 +60,19 @@ class Question:
 def _rows(path: Path, skipped: list[str]) -> list:
     """The rows of a question file; a JSONL line that is not JSON is left out with a line in ``skipped``."""
     suffix = path.suffix.lower()
-    if suffix not in (".json", ".jsonl", ".parquet"):
-        raise QuestionFileError(f"{path}: unknown question file type {suffix!r} (use .json, .jsonl or .parquet)")
+    if suffix not in (".json", ".jsonl", ".csv", ".parquet"):
+        raise QuestionFileError(f"{path}: unknown question file type {suffix!r} (use .json, .jsonl, .csv or .parquet)")
     try:
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
             return pq.read_table(path).to_pylist()
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first key
+        if suffix == ".csv":
+            import csv
+            import io
+
+            return list(csv.DictReader(io.StringIO(text, newline="")))
         if suffix == ".jsonl":
             rows = []
             for n, line in enumerate(text.splitlines(), 1):
@@ -107,11 +114,12 @@ def _question(row, n: int, path: Path, seen: set[str]) -> Question | str:
     """Row ``n`` as a :class:`Question`, or why it cannot be used."""
     if not isinstance(row, Mapping):
         return "not an object"
+    row = {str(k).strip().lower(): v for k, v in row.items()}  # 'Question', ' A ' -> 'question', 'a'
     question = _text(row.get("question"))
     if not question:
         return "no question text"
-    options = {k: _text(row.get(k)) for k in OPTIONS}
-    qid = row.get("id", row.get("index"))
+    options = {k: _text(row.get(k.lower())) for k in OPTIONS}
+    qid = next((row[k] for k in ("id", "index") if row.get(k) not in (None, "")), None)  # a CSV's blank cell is ""
     qid = str(qid) if qid is not None else f"{path.stem}:{n}"
     if qid in seen:
         return f"question id {qid!r} appears twice"

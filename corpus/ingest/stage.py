@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from corpus.arxiv_ids import content_id, find_arxiv_stamp
 from corpus.archives import HEAD_BYTES, sniff_source_kind
@@ -36,6 +36,7 @@ from corpus.ingest.sources import (
     read_manifest,
     select_chunks,
 )
+from corpus.publish.licenses import LICENSES, check_ids, license_id
 from corpus.run.progress import progress
 from corpus.run.stage import OUT, EmptyOutputError, Stage, StageConfig, how_field, path_field, register_stage
 from schemas import PAPER, sha256_file
@@ -49,6 +50,10 @@ class IngestConfig(StageConfig):
     include_cross_lists: bool = Field(True, description="match any category, not only the primary one")
     since: date | None = Field(None, description="first-version date on or after (YYYY-MM-DD)")
     until: date | None = Field(None, description="first-version date on or before (YYYY-MM-DD)")
+    licenses: list[str] = Field([], description=(
+        "licence ids to keep, e.g. cc-by-4.0 cc0-1.0 for a dataset meant for redistribution (empty: every licence). "
+        f"Ids: {', '.join(LICENSES)} (null in arXiv's metadata is assumed-1991-2003; a paper with no metadata "
+        "row is unknown). Every paper under another licence gets a dropped/filtered_out decision naming it"))
     bulk_since: str | None = Field(None, description="bulk manifests: first chunk month to fetch (YYMM)")
     bulk_until: str | None = Field(None, description="bulk manifests: last chunk month to fetch (YYMM)")
     unmatched_files: Literal["keep", "drop"] = Field(
@@ -60,6 +65,12 @@ class IngestConfig(StageConfig):
         "this step reads: metadata, input folders, bulk manifests and chunks, paper files (s3://arxiv/ also "
         "gets requester_pays=True unless set here); recorded in the manifest only with every value "
         "replaced by <redacted>"))
+
+
+    @field_validator("licenses")
+    @classmethod
+    def _known_licenses(cls, value: list[str]) -> list[str]:
+        return check_ids(part for v in value for part in v.split(","))  # --licenses cc-by-4.0,cc0-1.0 too
 
 
 class NothingIngested(EmptyOutputError):
@@ -147,7 +158,12 @@ class Ingest(Stage):
                         records[item.paper_id] = item
             for key in ("lines", "errors", "parsed", "matched", "duplicates"):
                 counts[f"metadata.{key}"] = counts.get(f"metadata.{key}", 0) + getattr(stats, key)
+        licensed_out = self._filter_licenses(records, filtered_out)
+        if licensed_out:
+            counts["metadata.filtered.license"] = len(licensed_out)
         for arxiv_id, why in filtered_out.items():  # rows the filter removed get no decision row: count them
+            if why == "license":
+                continue
             if arxiv_id not in records:  # (an id with another, matching row is not filtered out)
                 counts[f"metadata.filtered.{why}"] = counts.get(f"metadata.filtered.{why}", 0) + 1
         files: dict[str, dict[str, SourceFile]] = {}  # arxiv id -> role -> file
@@ -179,6 +195,10 @@ class Ingest(Stage):
                                               {"arxiv_id": arxiv_id, "filter": c.categories}))
                 continue
             items.append(PaperItem(arxiv_id, record, roles.get("pdf"), roles.get("src"), arxiv_id, flags=how.get(arxiv_id, [])))
+        for arxiv_id, record in licensed_out.items():  # a paper with files has a row per file (above)
+            if arxiv_id not in files:
+                items.append(DecisionItem(arxiv_id, arxiv_id, "dropped", "filtered_out",
+                                          self._filter_detail(arxiv_id, "license", None)))
         for arxiv_id, record in records.items():
             if arxiv_id not in files:
                 if c.require_files:
@@ -187,7 +207,7 @@ class Ingest(Stage):
                     items.append(PaperItem(arxiv_id, record))
         for pdf, src in loose_pairs:
             items.append(PaperItem(f"~{(pdf or src).url}", None, pdf, src, flags=how.get((pdf or src).url, [])))
-        items = self._name_unmatched(items)
+        items = self._name_unmatched(self._unlicensed_without_metadata(items, counts))
         items.sort(key=lambda i: i.key)
         (self.work_dir / "plan.pkl").write_bytes(pickle.dumps(items))
         counts["files.listed"] = sum(len(r) for r in files.values()) + sum((p is not None) + (s is not None)
@@ -267,9 +287,45 @@ class Ingest(Stage):
         alone += [(None, sf) for sf in loose_srcs if sf.url not in paired]
         return alone
 
-    def _filter_detail(self, arxiv_id: str, why: str, url: str) -> dict:
+    def _filter_licenses(self, records: dict[str, MetadataRecord], filtered_out: dict[str, str]) -> dict[str, MetadataRecord]:
+        """Take the papers whose licence is not in ``licenses`` out of ``records`` (marked ``"license"``
+        in ``filtered_out``); returns them, by id."""
+        allowed = set(self.config.licenses)
+        self._licensed_out: dict[str, str | None] = {}  # id -> its licence URL as arXiv gives it
+        if not allowed:
+            return {}
+        out = {i: r for i, r in records.items() if license_id(r.license) not in allowed}
+        for arxiv_id in out:
+            del records[arxiv_id]
+            filtered_out[arxiv_id] = "license"
+        self._licensed_out = {i: r.license for i, r in out.items()}
+        return out
+
+    def _unlicensed_without_metadata(self, items: list, counts: dict[str, int]) -> list:
+        """With a ``licenses`` filter, a paper with no metadata row (its licence unknown) is dropped,
+        with a row naming its file, unless ``unknown`` is allowed."""
+        allowed = self.config.licenses
+        if not allowed or "unknown" in allowed:
+            return items
+        out = []
+        for item in items:
+            if isinstance(item, PaperItem) and item.record is None:
+                sf = item.pdf or item.src
+                detail = {"arxiv_id": item.arxiv_id, "file": sf.url, "filter": "licenses", "license": None,
+                          "license_id": "unknown", "licenses": list(allowed), "why": "no metadata row gives its licence"}
+                out.append(DecisionItem(item.key, sf.url, "dropped", "filtered_out", detail))
+                counts["files.filtered.license"] = counts.get("files.filtered.license", 0) + 1
+            else:
+                out.append(item)
+        return out
+
+    def _filter_detail(self, arxiv_id: str, why: str, url: str | None) -> dict:
         """What a ``filtered_out`` decision says: the paper, the file, and the filter that excluded it."""
         c = self.config
+        if why == "license":
+            url_given = self._licensed_out[arxiv_id]
+            return {"arxiv_id": arxiv_id, "file": url, "filter": "licenses", "license": url_given,
+                    "license_id": license_id(url_given), "licenses": list(c.licenses)}
         if why == "category":
             return {"arxiv_id": arxiv_id, "file": url, "filter": "categories", "categories": list(c.categories),
                     "include_cross_lists": c.include_cross_lists}
@@ -347,6 +403,9 @@ class Ingest(Stage):
                           "set require_files false to keep metadata-only papers)")
         outcome = ", ".join(f"{k.removeprefix('decisions.')} {int(v)}" for k, v in sorted(stats.items())
                             if k.startswith("decisions."))
+        if stats.get("metadata.filtered.license", 0) or stats.get("files.filtered.license", 0):
+            n = int(stats.get("metadata.filtered.license", 0) + stats.get("files.filtered.license", 0))
+            causes.append(f"{n} paper(s) under licences not in licenses {list(c.licenses)}")
         causes.append(f"decisions: {outcome or 'none'} (see {self.decisions_file})")
         raise NothingIngested(f"ingest kept 0 of {int(stats.get('items', 0))} items: " + "; ".join(causes))
 

@@ -309,23 +309,24 @@ def run_step(stage: Stage, index: int, config: ExecutorConfig, reads: StepReads)
         raise ValueError("slurm runs are submitted with submit_slurm(), not run in this process")
     dirs = StepDirs(stage.out_dir, index, stage)
     stage.quiet = config.quiet
-    done = dirs.open(step_identity(stage, reads), config.tasks)
+    tasks = stage.task_count(config.tasks)
+    done = dirs.open(step_identity(stage, reads), tasks)
     if done is not None:
         return done, dirs.finished_outputs()
     prepare_once(stage, dirs)
     stage.begin()
     if config.workers == 1 and config.kind == "local":
         # in process: no pool, but the same shards and part files
-        for rank in range(config.tasks):
+        for rank in range(tasks):
             if not shard_finished(dirs, rank):
-                run_shard(stage, dirs, rank, config.tasks, config.quiet)
+                run_shard(stage, dirs, rank, tasks, config.quiet)
     else:
         pipeline = [ShardStep(stage, dirs, quiet=config.quiet or config.workers > 1)]
-        executor = _datatrove_executor(config, pipeline, config.tasks, dirs.logs, stage.gpus_per_task)
+        executor = _datatrove_executor(config, pipeline, tasks, dirs.logs, stage.gpus_per_task)
         _driver_log_level(console_log_level(config.quiet))  # after datatrove's import set its own
-        with watch_completions(dirs.logs / "completions", config.tasks, stage.name, config.quiet):
+        with watch_completions(dirs.logs / "completions", tasks, stage.name, config.quiet):
             executor.run()
-    stats = merge_parts(stage, dirs, config.tasks)
+    stats = merge_parts(stage, dirs, tasks)
     return stats, dirs.finished_outputs()
 
 
@@ -372,16 +373,17 @@ def submit_slurm(stages: list[Stage], inputs: list[list[str]], config: ExecutorC
     previous = None
     for index, (stage, step_inputs) in enumerate(zip(stages, inputs)):
         dirs = StepDirs(stage.out_dir, index, stage)
+        tasks = stage.task_count(config.tasks)
         name = dirs.root.name
         logs = Path(stage.out_dir) / "_work" / "slurm-logs" / name  # outside the step's folder, which a reset removes
         prep = _datatrove_executor(
-            config, [CallStep(lambda stage=stage, dirs=dirs, i=step_inputs: open_and_prepare(stage, dirs, i, config.tasks))],
+            config, [CallStep(lambda stage=stage, dirs=dirs, i=step_inputs, n=tasks: open_and_prepare(stage, dirs, i, n))],
             1, logs / "prepare", 0, previous, job_name=f"{name}-prepare",
         )
         shards = _datatrove_executor(
-            config, [ShardStep(stage, dirs, quiet=True)], config.tasks, logs / "shards", stage.gpus_per_task, prep, job_name=name,
+            config, [ShardStep(stage, dirs, quiet=True)], tasks, logs / "shards", stage.gpus_per_task, prep, job_name=name,
         )
-        previous = _datatrove_executor(config, [MergeStep(stage, dirs, config.tasks)], 1, logs / "merge", 0,
+        previous = _datatrove_executor(config, [MergeStep(stage, dirs, tasks)], 1, logs / "merge", 0,
                                        shards, job_name=f"{name}-merge")
     last = _datatrove_executor(config, [CallStep(finish)], 1, Path(stages[-1].out_dir) / "_work" / "slurm-logs" / "manifest", 0,
                                previous, job_name="manifest")

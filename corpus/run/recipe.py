@@ -98,8 +98,9 @@ def run_recipe(
     start = now()
     out = Path(out_dir).resolve()
     stages = build_stages(recipe, out)
-    for stage in stages:
+    for i, stage in enumerate(stages):
         stage.replay_dir = Path(replay_from).resolve() if replay_from else None
+        stage.earlier = stages[:i]
     check_chain(stages, out)
     for stage in stages:
         stage.validate()

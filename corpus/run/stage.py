@@ -112,6 +112,7 @@ class Stage(ABC):
         self.out_dir: Path | None = None
         self.work_dir: Path | None = None  # this step's private folder, set by the executor
         self.replay_dir: Path | None = None  # rebuild: the original run's folder, whose stored model outputs replay
+        self.earlier: list[Stage] = []  # the steps before this one in its run, in order (set by run_recipe): for steps that describe the run (report, card)
         self.quiet = False  # no progress bars (set by the executor from --quiet)
         self.stats: Counter = Counter()  # this shard's counters (see stat_update)
         self.check_requirements()
@@ -210,6 +211,10 @@ class Stage(ABC):
         step, such as a cost estimate shown before any model is called or this invocation's request
         budget (written into ``self.work_dir`` for the shards to read)."""
 
+    def task_count(self, tasks: int) -> int:
+        """Shards this step's work is split into: the executor's ``tasks`` (a :class:`OneTaskStage`: one)."""
+        return tasks
+
     @abstractmethod
     def plan(self) -> list[Any]:
         """The work items, in a deterministic order. Called in every task, so keep it cheap."""
@@ -225,6 +230,20 @@ class Stage(ABC):
         """Called once after all shards are merged: whole-corpus work (clustering), checks on the
         whole output (e.g. nothing kept) and the outputs the shards do not write. May return more
         counters for the run's stats."""
+
+    def summary(self, stats: dict) -> str:
+        """One line saying what the step did, from its counters (what ``sagecorpus run`` prints at the end):
+        items, then decisions by action with the reasons of those not kept. Stages add what matters."""
+        items = int(stats.get("items", 0))
+        actions = [f"{k.split('.', 1)[1]} {int(n)}" for k, n in sorted(stats.items()) if k.startswith("decisions.")]
+        reasons = [f"{k.split('.', 1)[1].split(':')[-1]} {int(n)}" for k, n in sorted(stats.items())
+                   if k.startswith("reason.") and not k.startswith("reason.kept")]
+        line = f"{items} items"
+        if actions:
+            line += ": " + ", ".join(actions)
+        if reasons:
+            line += f" ({', '.join(reasons)})"
+        return line
 
     # -- helpers -------------------------------------------------------------------------------
     def replay_folder(self, relative: str) -> bool:
@@ -278,8 +297,11 @@ class Stage(ABC):
 
 class OneTaskStage(Stage):
     """A step done as one piece of work (train a model, merge models, write a card or a report): one
-    work item, run by one task (with :attr:`gpus_per_task` GPUs); the step's other shards are empty.
+    work item, run by one task (with :attr:`gpus_per_task` GPUs) whatever the executor's ``tasks``.
     Subclasses implement :meth:`run_task`."""
+
+    def task_count(self, tasks: int) -> int:
+        return 1
 
     def plan(self) -> list[Any]:
         return [self.name]

@@ -82,10 +82,11 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def load_model(model_dir: str | Path, device: str = "cpu", dtype: str = "auto") -> LoadedModel:
+def load_model(model_dir: str | Path, device: str = "cpu", dtype: str = "auto", chat: bool = True) -> LoadedModel:
     """Load a causal LM and its tokenizer from a local folder (no download), in eval mode on ``device``.
 
-    Raises :class:`ModelFolderError` naming the folder when it holds no loadable model or tokenizer.
+    Raises :class:`ModelFolderError` naming the folder when it holds no loadable model or tokenizer,
+    or, with ``chat`` (the default), no chat template (scoring raw prompts of a base model needs none).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -109,7 +110,7 @@ def load_model(model_dir: str | Path, device: str = "cpu", dtype: str = "auto") 
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    if not tokenizer.chat_template:
+    if chat and not tokenizer.chat_template:
         raise ModelFolderError(f"{folder}: the tokenizer has no chat template (a base model, not a chat model?)")
     model.to(device).eval()
     gen = model.generation_config

@@ -11,8 +11,9 @@ What a reply becomes (the module :mod:`qa_synth.backends.base` states the contra
 - **2xx with the API's JSON** -> :class:`Reply` with the message content as ``text`` ('' when null;
   never parsed here: checking it against the schema is the caller's job, so a reply that is not
   valid JSON comes back as text), ``finish_reason``, ``usage`` token counts and ``extra``
-  (``model``: the server's model id, ``system_fingerprint``) when given. A ``refusal`` from the
-  model is a permanent error (``error="refusal: ..."``) with the content kept.
+  (``model``: the server's model id, ``system_fingerprint``, the choice's ``logprobs`` when the
+  request asked for them) when given. A ``refusal`` from the model is a permanent error
+  (``error="refusal: ..."``) with the content kept.
 - **permanent** (400, 409, 413, 422 and any other 4xx not listed below) -> a :class:`Reply` with
   ``error="HTTP 400: <the server's message, shortened>"``: stored, never re-sent.
 - **transient** (408, 425, 429, every 5xx, connection refused or reset, a timeout, a 2xx whose body is
@@ -296,6 +297,8 @@ class OpenAIBackend(Backend):
             extra["model"] = model
         if (fp := data.get("system_fingerprint")) is not None:
             extra["system_fingerprint"] = fp
+        if (logprobs := choice.get("logprobs")) is not None:  # asked for with logprobs/top_logprobs
+            extra["logprobs"] = logprobs
         error = None
         if refusal := message.get("refusal"):
             error = f"refusal: {' '.join(str(refusal).split())[:MESSAGE_CHARS]}"
