@@ -18,6 +18,8 @@ import torch
 import yaml
 from safetensors import safe_open
 
+from corpus.run.stage import OneTaskStage, StageConfig, path_field, register_stage
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -310,20 +312,55 @@ def test_cli_error_is_one_line(models, tmp_path, capsys):
 # -------------------------------------------------------------------------------------- recipe step
 
 
-def test_merge_as_a_recipe_step(models, tmp_path):
-    from corpus.cli import main
+class CopyModelConfig(StageConfig):
+    model: str = path_field(description="model folder to copy into the run as models/sft/")
 
-    (tmp_path / "merge.yaml").write_text(yaml.safe_dump(linear_config(models, 0.75, 0.25)))
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({"steps": [{"stage": "merge", "config": {
-        "config": "merge.yaml", "max_shard_size": "200KB"}}]}))
-    assert main(["--quiet", "run", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "run")]) == 0
-    merged = tmp_path / "run" / "models" / "merged"
-    a, b, out = weights(models["a"]), weights(models["b"]), weights(merged)
-    assert all(torch.equal(out[k], 0.75 * a[k] + 0.25 * b[k]) for k in a)
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+
+@register_stage
+class CopyModel(OneTaskStage):
+    """Test stand-in for train_sft: puts a model folder into the run as ``models/sft/``."""
+
+    name = "test_copy_model"
+    config_class = CopyModelConfig
+    recipe_only = True
+
+    def outputs(self):
+        return {**super().outputs(), "models/sft/": None}
+
+    def run_task(self):
+        shutil.copytree(self.config.model, self.out_dir / "models" / "sft")
+        yield self.decisions_file, [self.decision("models/sft", "copied", "test")]
+
+
+def test_merge_as_a_recipe_step_after_a_model_step_reused_and_rebuilt(models, tmp_path, capsys):
+    from corpus.cli import main
+    from corpus.run.recipe import rebuild
+
+    (tmp_path / "merge.yaml").write_text(yaml.safe_dump({"merge_method": "linear", "models": [
+        {"model": "{out}/models/sft", "parameters": {"weight": 0.75}},
+        {"model": str(models["b"]), "parameters": {"weight": 0.25}}]}))
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({"steps": [
+        {"stage": "test_copy_model", "config": {"model": str(models["a"])}},
+        {"stage": "merge", "config": {"config": "merge.yaml", "max_shard_size": "200KB"}}]}))
+    out = tmp_path / "run"
+    assert main(["run", str(tmp_path / "recipe.yaml"), "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "models/merged: 21 tensors in" in printed.out + printed.err
+    merged = out / "models" / "merged"
+    a, b, result = weights(models["a"]), weights(models["b"]), weights(merged)
+    assert all(torch.equal(result[k], 0.75 * a[k] + 0.25 * b[k]) for k in a)
+    assert (merged / "README.md").is_file() and not (merged / "manifest.json").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
     listed = {e["path"] for e in manifest["outputs"]}
     assert "decisions/merge.parquet" in listed and any(p.startswith("models/merged/model-") for p in listed)
-    assert any(e["path"].startswith(str(models["a"])) for e in manifest["inputs"])  # the input models are inputs
+    assert any(e["path"].startswith(str(models["b"])) for e in manifest["inputs"])  # the outside model: an input
+
+    first = {f.name: f.read_bytes() for f in merged.iterdir()}
+    assert main(["--quiet", "run", str(tmp_path / "recipe.yaml"), "--out", str(out)]) == 0  # reused, not redone
+    assert {f.name: f.read_bytes() for f in merged.iterdir()} == first
+    _, differences = rebuild(out / "manifest.json", tmp_path / "again")  # merged again: the same bytes
+    assert differences == []
+    assert {f.name: f.read_bytes() for f in (tmp_path / "again" / "models" / "merged").iterdir()} == first
 
 
 def test_large_tensors_merged_by_blocks_of_rows_give_the_same_bytes(models, tmp_path, monkeypatch):

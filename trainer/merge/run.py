@@ -74,7 +74,7 @@ class MergeResult:
     """What a merge left: the model folder, its manifest and card, and figures about the work."""
 
     out_dir: Path
-    manifest: Path
+    manifest: Path | None  # None when the caller (a recipe step) records the merge in its run's manifest
     card: Path
     stats: dict = field(default_factory=dict)
 
@@ -158,10 +158,11 @@ def _most_common_template(folders: list[Path]) -> str | None:
 
 
 def merge(config: str | Path | dict | MergeConfig, out_dir: str | Path, *, max_shard_size: str | int = DEFAULT_SHARD_SIZE,
-          quiet: bool = False, step: dict | None = None) -> MergeResult:
+          quiet: bool = False, write_manifest: bool = True) -> MergeResult:
     """Merge the models of ``config`` (a mergekit YAML path, a mapping, or a loaded :class:`MergeConfig`)
-    into ``out_dir`` (created; it must not hold files). See the module doc. ``step``: the manifest's step
-    entry when a recipe stage calls it (default: the merge config itself).
+    into ``out_dir`` (created; it must not hold files). See the module doc. ``write_manifest=False``: no
+    ``manifest.json`` in the folder (the recipe step: the run's manifest records the step, its inputs and
+    every file of the folder, and a rebuild must give the same bytes, which a run record's times would not).
 
     Raises :class:`MergeConfigError` or :class:`trainer.merge.checks.MergeCheckError` before any work for a
     config or models we cannot merge as asked.
@@ -203,16 +204,19 @@ def merge(config: str | Path | dict | MergeConfig, out_dir: str | Path, *, max_s
     streamed = {str(p / name): digest for p, fp in fingerprints.items() for name, digest in fp["files"].items()}
     input_entries = [FileEntry(f, Path(f).stat().st_size, streamed[f]) if f in streamed else input_entry(f)
                      for f in expand_inputs([str(p) for p in inputs])]
-    stats = {**result, "out_dtype": out_dtype_name, "vocabulary": vocab}
+    stats = {**result, "out_dtype": out_dtype_name, "vocabulary": vocab,
+             "inputs": [{k: fp[k] for k in ("model_id", "license", "sha256")} for fp in fingerprints.values()]}
+    _say(quiet, f"merge: {result['tensors']} tensors of {len(inputs)} models -> {out_dir} "
+                f"({result['shards']} shard(s), {out_dtype_name})")
+    if not write_manifest:
+        return MergeResult(out_dir, None, card, stats)
     manifest = Manifest(
-        steps=[step or {"stage": "merge", "config": config.as_dict(), "config_source": config.source}],
+        steps=[{"stage": "merge", "config": config.as_dict(), "config_source": config.source}],
         sources=[str(p) for p in inputs], inputs=input_entries, outputs=outputs,
         seeds={"seed": config.seed}, models=[{"path": str(p), **fp} for p, fp in fingerprints.items()],
         stats={"merge": stats}, run=run_record(start),
     )
     manifest_path = manifest.save(out_dir / MANIFEST_NAME)
-    _say(quiet, f"merge: {result['tensors']} tensors of {len(inputs)} models -> {out_dir} "
-                f"({result['shards']} shard(s), {out_dtype_name})")
     return MergeResult(out_dir, manifest_path, card, stats)
 
 

@@ -9,8 +9,9 @@ into ``{out}/models/merged/``, from a mergekit-style config file.
 A model path in the merge config that starts with ``{out}/`` is a folder output of an earlier step of
 the same run (``models/sft/``): the step reads it by the digest of its files. Other model folders and
 the config file are inputs (hashed file by file, in the step's identity). The merge is deterministic, so
-``rebuild`` merges again (and checks the bytes). Recipe-only: the command form is
-``sagecorpus merge CONFIG OUT_DIR``.
+``rebuild`` merges again (and checks the bytes). The folder holds the model and its card (README.md) but
+no manifest.json of its own: the run's manifest records the step, the inputs' hashes and every file.
+Recipe-only: the command form is ``sagecorpus merge CONFIG OUT_DIR``.
 """
 
 from __future__ import annotations
@@ -97,11 +98,13 @@ class MergeStage(OneTaskStage):
         out = self.out_dir / MERGED
         if out.exists():  # a step redone: the framework's folder output is made again whole
             shutil.rmtree(out)
-        step = {"stage": self.name, "config": config.as_dict(), "config_source": config.source}
-        result = merge(config, out, max_shard_size=self.config.max_shard_size, quiet=self.quiet, step=step)
+        result = merge(config, out, max_shard_size=self.config.max_shard_size, quiet=self.quiet, write_manifest=False)
         self.stat_update("tensors", value=result.stats["tensors"])
         self.stat_update("shards", value=result.stats["shards"])
         yield self.decisions_file, [self.decision(
             MERGED.rstrip("/"), "merged", config.merge_method, tensors=result.stats["tensors"],
-            shards=result.stats["shards"], out_dtype=result.stats["out_dtype"],
-            models=[str(p) for p in config.inputs])]
+            shards=result.stats["shards"], out_dtype=result.stats["out_dtype"], inputs=result.stats["inputs"],
+            vocabulary=result.stats["vocabulary"])]
+
+    def summary(self, stats: dict) -> str:
+        return f"{MERGED.rstrip('/')}: {int(stats.get('tensors', 0))} tensors in {int(stats.get('shards', 0))} shard(s)"
