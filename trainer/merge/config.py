@@ -116,8 +116,8 @@ def _model_path(value: Any, where: str, origin: str, relative_to: Path | None) -
     if "+" in value and not Path(value).exists():
         raise MergeConfigError(f"{origin}: {where}: {value!r}: model+LoRA references are not supported")
     path = Path(value).expanduser()
-    if not path.is_absolute() and relative_to is not None and not path.exists():
-        path = relative_to / path
+    if not path.is_absolute() and relative_to is not None and (relative_to / path).is_dir():
+        path = relative_to / path  # relative to the config file, as every sagecorpus config; else to the cwd
     if not path.is_dir():
         raise MergeConfigError(f"{origin}: {where}: {value!r} is not a local model folder (models are never "
                                "downloaded: give a folder)")
@@ -127,7 +127,8 @@ def _model_path(value: Any, where: str, origin: str, relative_to: Path | None) -
 def load_config(config: str | Path | dict, *, origin: str | None = None, run_dir: str | Path | None = None) -> MergeConfig:
     """Read and check a mergekit-style config: a YAML file's path, or the mapping itself.
 
-    Relative model paths are taken from the working directory, else from the config file's folder.
+    A relative model path is taken from the config file's folder (as in every sagecorpus config), else
+    from the working directory (where mergekit users run their configs from).
     ``run_dir``: what a model path's leading ``{out}`` stands for (a recipe step's run folder).
     Raises :class:`MergeConfigError` naming the file and the key for anything we cannot honour.
     """

@@ -64,8 +64,8 @@ class MergeStage(OneTaskStage):
             if ref.startswith(OUT):
                 continue
             path = Path(ref).expanduser()
-            if not path.is_absolute() and not path.exists():
-                path = folder / path
+            if not path.is_absolute() and (folder / path).is_dir():
+                path = folder / path  # as load_config resolves it
             found.append(str(path.resolve()))
         return found
 
