@@ -390,3 +390,22 @@ def test_recipe_step_reads_run_models_by_folder_and_others_as_inputs(models, tmp
     assert stage.outputs()["models/merged/"] is None
     assert stage.reads() == ["models/sft/"]
     assert stage.input_files() == [str(tmp_path / "merge.yaml"), str(models["a"].resolve())]
+
+
+def test_a_failed_merge_leaves_no_half_written_model(models, tmp_path, monkeypatch):
+    from trainer.merge.methods.linear import Linear
+
+    calls = []
+
+    def failing(self, inputs, **kw):
+        calls.append(inputs.name)
+        if len(calls) == 5:
+            raise RuntimeError("disk full")
+        return inputs.tensors[0]
+
+    monkeypatch.setattr(Linear, "merge", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run(tmp_path, linear_config(models, 0.5, 0.5), max_shard_size="100KB")
+    assert not (tmp_path / "out").exists()
+    monkeypatch.undo()
+    assert run(tmp_path, linear_config(models, 0.5, 0.5)).stats["tensors"] == 21  # the same folder works again

@@ -178,6 +178,7 @@ def merge(config: str | Path | dict | MergeConfig, out_dir: str | Path, *, max_s
     inputs = config.inputs
     pool = HashPool()
     weights = {path: ModelWeights(path, pool) for path in inputs}
+    created = not out_dir.exists()
     try:
         check_architecture({p: read_model_config(p) for p in inputs})
         check_tensors(weights)
@@ -187,6 +188,17 @@ def merge(config: str | Path | dict | MergeConfig, out_dir: str | Path, *, max_s
                                    "supported, and the vocabularies differ")
         result = _stream(config, method, weights, out_dir, shard_bytes, pool, quiet)
         fingerprints = {p: model_fingerprint(p, file_hashes=w.file_hashes()) for p, w in weights.items()}
+    except BaseException:
+        if out_dir.is_dir():  # a failed merge leaves no half-written model behind (the folder was new or empty)
+            if created:
+                shutil.rmtree(out_dir, ignore_errors=True)
+            else:
+                for f in out_dir.iterdir():
+                    if f.is_dir():
+                        shutil.rmtree(f, ignore_errors=True)
+                    else:
+                        f.unlink(missing_ok=True)
+        raise
     finally:
         for w in weights.values():
             w.close()
