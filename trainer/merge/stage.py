@@ -79,6 +79,9 @@ class MergeStage(OneTaskStage):
     def input_files(self) -> list[str]:
         return [self.config.config, *self._external_models()]
 
+    def requirements(self) -> dict[str, str]:
+        return {"torch": "train", "transformers": "train"}
+
     def models(self) -> list[dict]:
         return [{"role": "merge input", "model": ref} for ref in self._references()]
 
