@@ -249,6 +249,8 @@ def test_vocabulary_mismatch_is_refused_unless_by_id(models, tmp_path):
         run(tmp_path, config)
     assert not (tmp_path / "out").exists()  # refused before any work
     assert run(tmp_path, {**config, "vocab_policy": "by_id"}, "by_id").stats["vocabulary"]["same"] is False
+    with pytest.raises(MergeCheckError, match="vocabularies differ"):  # a tokenizer from outside the inputs too
+        run(tmp_path, {**linear_config(models, 0.5, 0.5), "tokenizer_source": str(swapped)}, "outside")
 
 
 def test_different_tensors_are_refused(models, tmp_path):

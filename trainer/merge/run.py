@@ -63,7 +63,6 @@ BLOCK_BYTES = 32 << 20
 """An elementwise method (linear) merges a large tensor this many bytes of rows at a time."""
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                    "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json")
-MODEL_FILES = ("config.json", "generation_config.json")
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
                 "float64": torch.float64}
 DTYPE_NAMES = {v: k for k, v in TORCH_DTYPES.items()}
@@ -182,7 +181,8 @@ def merge(config: str | Path | dict | MergeConfig, out_dir: str | Path, *, max_s
     try:
         check_architecture({p: read_model_config(p) for p in inputs})
         check_tensors(weights)
-        vocab = check_vocabularies(inputs, config.vocab_policy)
+        source = _tokenizer_folder(config)  # a tokenizer from outside the inputs must match them too
+        vocab = check_vocabularies(inputs + ([source] if source not in inputs else []), config.vocab_policy)
         if config.tokenizer_source == "union" and not vocab["same"]:
             raise MergeConfigError(f"{config.origin}: `tokenizer_source: union`: building a union tokenizer is not "
                                    "supported, and the vocabularies differ")
