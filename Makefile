@@ -22,11 +22,9 @@ demo: install
 	$(BIN)/python examples/make_samples.py samples
 	$(BIN)/sagecorpus run examples/demo.yaml --out demo-out
 	$(BIN)/sagecorpus verify demo-out/manifest.json
-	$(BIN)/sagecorpus train cpt examples/cpt.yaml
-	$(BIN)/sagecorpus train sft examples/sft.yaml
 
 test: install
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf demo-out samples cpt-out sft-out
+	rm -rf demo-out samples

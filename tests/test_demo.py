@@ -18,6 +18,7 @@ from schemas import CHUNK, DECISION, DOCUMENT, PAPER, QA_PAIR, SFT_EXAMPLE, read
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 import make_samples  # noqa: E402
+from demo_recipe import DATA_STEPS, write_demo_recipe  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +27,7 @@ def demo(tmp_path_factory):
     base = tmp_path_factory.mktemp("demo")
     make_samples.write_samples(base / "samples")
     make_samples.write_models(base / "samples")
-    shutil.copy(ROOT / "examples" / "demo.yaml", base / "recipe.yaml")
-    (base / "recipe.yaml").write_text((base / "recipe.yaml").read_text().replace("../samples", "samples"))
-    recipe = load_recipe(base / "recipe.yaml")
+    recipe = load_recipe(write_demo_recipe(base))
     runs = {}
     for workers in (1, 2):
         recipe.executor.workers, recipe.executor.quiet = workers, True
@@ -51,13 +50,42 @@ def test_same_bytes_with_one_and_two_workers(demo):
     one, two = data_hashes(runs[1]), data_hashes(runs[2])
     assert one == two
     stages = ("ingest", "extract", "clean", "dedup", "filter", "decontaminate", "qa_chunk", "qa_generate", "qa_grade",
-              "qa_select", "train_cpt", "train_sft")
-    models = {f"models/{m}/{f}" for m in ("cpt", "sft") for f in ("model.safetensors", "config.json", "tokenizer.json")}
+              "qa_select", "train_cpt", "train_sft", "merge", "eval", "card", "report")
+    models = {f"models/{m}/{f}" for m in ("cpt", "sft", "merged")
+              for f in ("model.safetensors", "config.json", "tokenizer.json", "README.md")}
     assert {"papers.parquet", "documents.parquet", "curated/clean.parquet", "curated/dedup.parquet",
             "curated/filter.parquet", "corpus.parquet", "qa/chunks.parquet", "qa/pairs.parquet",
-            "qa/grades.parquet", "qa/sft.parquet"} | {f"decisions/{s}.parquet" for s in stages} | models <= set(one)
+            "qa/grades.parquet", "qa/sft.parquet", "eval/results.parquet", "eval/summary.json", "README.md",
+            "report.html"} | {f"decisions/{s}.parquet" for s in stages} | models <= set(one)
     assert {p.split("/")[0] for p in one} == {"papers.parquet", "documents.parquet", "curated", "corpus.parquet", "qa",
-                                             "decisions", "models"}
+                                             "decisions", "models", "eval", "README.md", "report.html"}
+
+
+def test_one_recipe_trains_merges_75_25_evaluates_and_describes_the_run(demo):
+    """The whole pipeline from examples/demo.yaml: the merged model is exactly 0.75 x the fine-tuned model +
+    0.25 x the instruct model, it is evaluated on the benchmark (accuracy with its interval), and the card and
+    the report describe the run."""
+    import torch
+    from huggingface_hub import DatasetCard
+    from safetensors.torch import load_file
+
+    base, runs = demo
+    out = base / "out1"
+    sft = load_file(out / "models/sft/model.safetensors")
+    instruct = load_file(base / "samples/models/instruct/model.safetensors")
+    merged = load_file(out / "models/merged/model.safetensors")
+    assert set(merged) == set(sft)
+    for name, tensor in merged.items():
+        assert torch.equal(tensor, 0.75 * sft[name].float() + 0.25 * instruct[name].float()), name
+    summary = json.loads((out / "eval/summary.json").read_text())["overall"]
+    assert summary["questions"] == summary["with_answer"] == 12
+    assert summary["accuracy"] is not None and summary["ci95"][0] <= summary["accuracy"] <= summary["ci95"][1]
+    lines = {line.split(": ", 1)[0]: line for line in run_summary(runs[1])}
+    assert "accuracy" in lines["13-eval"]
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.license and card.data.configs
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 6
 
 
 def test_demo_synthesises_qa_with_the_tiny_local_models_down_to_sft_examples(demo):
@@ -151,10 +179,11 @@ def test_rebuild_from_manifest_alone_reproduces_every_output(demo, tmp_path):
 
 
 def demo_recipe(base: Path, **ingest):
-    """The demo's data steps (ingest to qa_select; reruns of the training steps: tests/test_train_steps.py)."""
+    """The demo's data steps (ingest to qa_select; reruns of the model steps: tests/test_train_steps.py,
+    tests/test_merge.py)."""
     recipe = load_recipe(base / "recipe.yaml")
     recipe.executor.workers, recipe.executor.quiet = 1, True
-    recipe.steps = [s for s in recipe.steps if not s.stage.startswith("train_")]
+    recipe.steps = [s for s in recipe.steps if s.stage in DATA_STEPS]
     recipe.steps[0].config.update(ingest)
     return recipe
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from corpus.cli import main
 from corpus.publish.notebook import Dataset, Run
+from demo_recipe import DATA_STEPS
 from corpus.publish.report import TITLES, write_report
 from corpus.run.manifest import Manifest
 from corpus.run.recipe import Recipe, Step, load_recipe, rebuild, run_recipe
@@ -169,7 +170,7 @@ def corpus_run(tmp_path_factory) -> tuple[Path, Recipe]:
     base = tmp_path_factory.mktemp("corpus_run")
     make_samples.write_samples(base / "samples")
     recipe = load_recipe(ROOT / "examples" / "demo.yaml")
-    steps = [s for s in recipe.steps if not s.stage.startswith(("qa_", "train_"))]
+    steps = [s for s in recipe.steps if s.stage in DATA_STEPS and not s.stage.startswith("qa_")]
     for s in steps:  # the recipe's paths point at ../samples from examples/
         s.config = json.loads(json.dumps(s.config).replace(str(ROOT / "samples"), str(base / "samples")))
     recipe = Recipe(steps=[*steps, Step(stage="report")], executor={"kind": "local", "workers": 1, "tasks": 2, "quiet": True})

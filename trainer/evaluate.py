@@ -658,7 +658,18 @@ class Evaluate(Stage):
         for line in summary_lines(summary):
             note(f"{self.name}: {line}")
         overall = summary["overall"]
-        return {"accuracy": overall["accuracy"]} if overall["accuracy"] is not None else {}
+        if overall["accuracy"] is None:
+            return {}
+        low, high = overall["ci95"]
+        return {"accuracy": overall["accuracy"], "accuracy.ci95_low": low, "accuracy.ci95_high": high}
+
+    def summary(self, stats: dict) -> str:
+        line = f"{super().summary(stats)}; {int(stats.get('questions.correct', 0))} correct, " \
+               f"{int(stats.get('questions.wrong', 0))} wrong"
+        if "accuracy" in stats:
+            line += (f": accuracy {stats['accuracy']:.1%}, 95% CI [{stats['accuracy.ci95_low']:.1%}, "
+                     f"{stats['accuracy.ci95_high']:.1%}]")
+        return line
 
 
 def summarize(results: str | Path, model: str, method: str, left_out: dict[str, int] | None = None) -> dict:

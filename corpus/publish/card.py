@@ -29,7 +29,7 @@ from pydantic import Field
 
 from corpus.publish.licenses import LICENSES, REDISTRIBUTABLE, hub_license, license_id
 from corpus.publish.runinfo import RunInfo, StepInfo, from_steps, load_run
-from corpus.run.stage import OneTaskStage, StageConfig, register_stage
+from corpus.run.stage import OUT, OneTaskStage, StageConfig, register_stage
 from schemas import DECISION, DOCUMENT, PAPER, Table, count_rows, read_table, table_of
 
 CARD_NAME = "README.md"
@@ -191,13 +191,15 @@ def stage_description(stage: str) -> str:
         return ""
 
 
-def model_license(model: dict, steps: list[StepInfo]) -> str:
+def model_license(model: dict, steps: list[StepInfo], root: Path) -> str:
     """A model's licence: as recorded, else from the model card in its local folder (the step's
-    ``model`` config), else ``not recorded``."""
+    ``model`` config; ``{out}/...``: a model folder of this run, under ``root``), else ``not recorded``."""
     if model.get("license"):
         return str(model["license"])
     for step in steps:
         folder = (step.config or {}).get("model") if step.stage == model.get("stage") else None
+        if isinstance(folder, str) and folder.startswith(OUT + "/"):
+            folder = str(root / folder[len(OUT) + 1:])
         if isinstance(folder, str) and (Path(folder) / CARD_NAME).is_file():
             from huggingface_hub import ModelCard
 
@@ -330,7 +332,7 @@ def card_body(run_dir: str | Path, info: RunInfo, options: CardOptions, configs:
     parts += ["## Models", ""]
     if info.models:
         parts += [_table(["step", "role", "model", "licence", "weights sha256"],
-                         [[m.get("stage", ""), m.get("role", ""), m.get("model_id", ""), model_license(m, info.steps),
+                         [[m.get("stage", ""), m.get("role", ""), m.get("model_id", ""), model_license(m, info.steps, info.root),
                            (m.get("sha256") or "")[:16] or "-"] for m in info.models]), ""]
     else:
         parts += ["No model was called (no OCR, generator or grader).", ""]

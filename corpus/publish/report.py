@@ -13,6 +13,7 @@ is still written. The same run folder gives the same bytes.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import os
@@ -320,7 +321,16 @@ def configs_html(run: RunInfo) -> str:
 def outputs_table(run: RunInfo) -> str:
     if run.outputs is None:
         return '<p class="missing">not recorded: this folder has no manifest</p>'
-    rows = [[o.path, o.table or "", o.rows, o.sha256[:16]] for o in run.outputs]
+    rows, folders = [], {}
+    for o in run.outputs:
+        if o.path.startswith("models/"):  # a model folder: one row, by its weights (its run records vary by run)
+            folders.setdefault("/".join(o.path.split("/")[:2]) + "/", []).append(o)
+        else:
+            rows.append([o.path, o.table or "", o.rows, o.sha256[:16]])
+    for folder, files in folders.items():
+        weights = [f for f in files if f.path.endswith(".safetensors")]
+        digest = hashlib.sha256("".join(f"{f.path.rsplit('/', 1)[-1]}:{f.sha256}\n" for f in weights).encode()).hexdigest()
+        rows.append([f"{folder} ({len(files)} files)", "model weights", None, digest[:16] if weights else ""])
     return html_table(["file", "table", "rows", "sha256"], rows, numeric={2})
 
 

@@ -83,7 +83,18 @@ class MergeStage(OneTaskStage):
         return {"torch": "train", "transformers": "train"}
 
     def models(self) -> list[dict]:
-        return [{"role": "merge input", "model": ref} for ref in self._references()]
+        """Each input model once (id, licence, weights sha256), and the merged one, for the manifest and the cards."""
+        from corpus.model_files import ModelFolderError, model_fingerprint
+
+        external = iter(self._external_models())
+        folders = [self.path(ref) if ref.startswith(OUT) else next(external) for ref in self._references()]
+        found = []
+        for role, folder in [*(("merge input", f) for f in dict.fromkeys(folders)), ("merged", self.path(f"{OUT}/{MERGED}"))]:
+            try:
+                found.append({"stage": self.name, "role": role, **model_fingerprint(folder)})
+            except ModelFolderError:  # not there yet (a manifest written before the step ran)
+                continue
+        return found
 
     def validate(self) -> None:
         if not any(ref.startswith(OUT) for ref in self._references()):  # all there already: check it whole now
