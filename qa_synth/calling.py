@@ -264,16 +264,7 @@ class CallingStage(Stage):
 
     def check_endpoints(self) -> None:
         """Refuse, before any request, endpoints that do not serve the model or refuse the key."""
-        backend = self.backend()
-
-        async def check() -> None:
-            async with backend:
-                await backend.check_model(self.config.model)
-
-        try:
-            asyncio.run(check())
-        except TransientError as e:
-            raise RuntimeError(f"{self.name}: {e}; nothing was sent") from None
+        self.backend().ensure_serves(self.config.model, self.name)
 
     def cost(self, tokens_in: float, tokens_out: float) -> float | None:
         """Estimated USD for these tokens: configured prices, else GPU-hours times their price; None if neither."""

@@ -73,7 +73,7 @@ from corpus.run.stage import (
     per_process,
     register_stage,
 )
-from qa_synth.backends.base import ChatRequest, Reply, TransientError
+from qa_synth.backends.base import ChatRequest, Reply
 from qa_synth.backends.local import ModelFolderError, TransformersBackend, load_model
 from schemas import EVAL_RESULT, read_polars
 
@@ -521,16 +521,7 @@ class Evaluate(Stage):
         with self.store() as store:
             if all(k in store for k in keys):
                 return
-        backend = self.backend()
-
-        async def check() -> None:
-            async with backend:
-                await backend.check_model(self.config.model)
-
-        try:
-            asyncio.run(check())
-        except TransientError as e:
-            raise RuntimeError(f"{self.name}: {e}; nothing was sent") from None
+        self.backend().ensure_serves(self.config.model, self.name)
 
     def process(self, items: list[tuple[int, str, int]]) -> Iterator[tuple[str, list[dict]]]:
         asked = [(f, n) for f, kind, n in items if kind == "q"]

@@ -180,6 +180,19 @@ class OpenAIBackend(Backend):
             body["response_format"] = self.response_format(request.schema, request.schema_name)
         return _dumps(body)
 
+    def ensure_serves(self, model: str, who: str) -> None:
+        """:meth:`check_model` from synchronous code (a step's ``begin``), opening and closing the client;
+        an endpoint that cannot be reached stops ``who`` with an error saying nothing was sent."""
+
+        async def check() -> None:
+            async with self:
+                await self.check_model(model)
+
+        try:
+            asyncio.run(check())
+        except TransientError as e:
+            raise RuntimeError(f"{who}: {e}; nothing was sent") from None
+
     async def check_model(self, model: str) -> None:
         """Before a run sends anything: ask each endpoint's ``/models`` whether it serves ``model``.
 
