@@ -28,6 +28,20 @@ class ModelFolderError(RuntimeError):
     """A model folder is missing, incomplete or unloadable."""
 
 
+_HASHED: dict[tuple[str, int, int, int], str] = {}
+"""sha256 of weight files this process already read, by (path, inode, size, modification time): a run
+fingerprints the same multi-GB weights for several steps' manifests, cards and reports; a file written
+again (new size or time) is read again."""
+
+
+def _weights_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = sha256_file(path)
+    return _HASHED[key]
+
+
 def model_fingerprint(model_dir: str | Path, model_id: str | None = None,
                       file_hashes: dict[str, str] | None = None) -> dict[str, Any]:
     """Model id, licence and sha256 of the weight files, for the run manifest and dataset cards.
@@ -44,13 +58,13 @@ def model_fingerprint(model_dir: str | Path, model_id: str | None = None,
     folder = Path(model_dir)
     if not folder.is_dir():
         raise ModelFolderError(f"{folder}: model folder not found")
-    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    files = sorted(folder.glob("*.safetensors")) or sorted(f for f in folder.glob("*.bin") if f.name != "training_args.bin")
     if not files:
         raise ModelFolderError(f"{folder}: no *.safetensors or *.bin weight files")
     if file_hashes is not None and sorted(file_hashes) == [f.name for f in files]:
         per_file = {f.name: file_hashes[f.name] for f in files}
     else:
-        per_file = {f.name: sha256_file(f) for f in files}
+        per_file = {f.name: _weights_sha256(f) for f in files}
     combined = hashlib.sha256("".join(f"{n}:{d}\n" for n, d in per_file.items()).encode()).hexdigest()
 
     if model_id is None:

@@ -247,3 +247,29 @@ def _Sig(page: int):
     from corpus.extract.routing import PageSignals
 
     return PageSignals(page, chars=100, garbled=0.1)
+
+
+def test_fingerprint_reads_unchanged_weights_once_per_process_and_a_rewritten_file_again(models, tmp_path, monkeypatch):
+    """A run fingerprints the same weights for several manifests, cards and reports: read once; weights
+    written again (same name, new bytes) are read again, never taken from memory; training_args.bin is
+    not a weight file."""
+    import corpus.model_files as model_files
+
+    folder = tmp_path / "m"
+    shutil.copytree(models["text"], folder)
+    reads = []
+    real = model_files.sha256_file
+    monkeypatch.setattr(model_files, "sha256_file", lambda p: reads.append(p) or real(p))
+    first = model_fingerprint(folder)
+    assert len(reads) == len(list(folder.glob("*.safetensors"))) > 0
+    assert model_fingerprint(folder) == first and len(reads) == len(list(folder.glob("*.safetensors")))
+    weights = next(folder.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert model_fingerprint(folder)["sha256"] != first["sha256"]
+    only_bin = tmp_path / "bin"
+    only_bin.mkdir()
+    (only_bin / "pytorch_model.bin").write_bytes(b"weights")
+    (only_bin / "training_args.bin").write_bytes(b"args of one run")
+    assert list(model_fingerprint(only_bin)["files"]) == ["pytorch_model.bin"]

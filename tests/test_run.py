@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import toy_stage  # noqa: E402,F401  (registers the 'wordcount' stage)
+from toy_stage import write_texts  # noqa: E402
 
 from corpus.cli import main  # noqa: E402
 from corpus.run.executor import ExecutorConfig, shard_bounds  # noqa: E402
@@ -21,12 +22,8 @@ from schemas import DECISION, read_polars  # noqa: E402
 
 
 @pytest.fixture
-def texts(tmp_path) -> Path:
-    folder = tmp_path / "texts"
-    folder.mkdir()
-    for i in range(23):
-        (folder / f"f{i:03d}.txt").write_text("lorem ipsum dolor " * (i % 4) + f"doc{i}")
-    return folder
+def texts(tmp_path) -> Path:  # more files than the shared fixture's: shards of uneven sizes
+    return write_texts(tmp_path / "texts", 23)
 
 
 def recipe(folder: Path, workers: int = 1, tasks: int = 4, **config) -> Recipe:

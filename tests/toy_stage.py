@@ -178,13 +178,17 @@ class ToyUse(OneTaskStage):
 # -- fixtures of the framework tests (a pytest plugin: tests/conftest.py) ------------------------
 
 
-@pytest.fixture
-def texts(tmp_path) -> Path:
-    folder = tmp_path / "texts"
+def write_texts(folder: Path, n: int) -> Path:
+    """``n`` small text files, 1 to 4 words each (some too short for wordcount's default)."""
     folder.mkdir()
-    for i in range(12):
+    for i in range(n):
         (folder / f"f{i:03d}.txt").write_text("lorem ipsum dolor " * (i % 4) + f"doc{i}")
     return folder
+
+
+@pytest.fixture
+def texts(tmp_path) -> Path:
+    return write_texts(tmp_path / "texts", 12)
 
 
 @pytest.fixture
