@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from corpus.run.manifest import MANIFEST_NAME
 from corpus.run.stage import OUT, OneTaskStage, path_field, register_stage
@@ -41,56 +41,53 @@ __all__ = ["CPTStepConfig", "SFTStepConfig", "TrainCPT", "TrainSFT"]
 SHOWN_METRICS = ("train_loss", "eval_loss", "eval_perplexity")
 
 
-def _check_step_fields(config: TrainConfig, output: str) -> None:
-    """The fields a recipe step sets itself are not the user's to give."""
-    if config.output_dir != output:
-        raise ValueError(f"output_dir: a recipe step writes {output}; leave output_dir out")
-    if config.checkpoint_dir is not None or config.run_dir is not None:
-        raise ValueError("checkpoint_dir and run_dir are set by the recipe step; leave them out")
-    if config.resume_from_checkpoint != "auto":
-        raise ValueError("resume_from_checkpoint: a recipe step resumes from its own checkpoints (auto); leave it out")
-
-
 CPT_OUT = f"{OUT}/models/cpt"
 SFT_OUT = f"{OUT}/models/sft"
 
-_PROCESSES = Field(1, ge=1, json_schema_extra={"how": True}, description=(
-    "training processes (one per GPU): more than one runs `accelerate launch --num_processes N -m trainer` "
-    "from the step's task, which the executor gives N GPUs"))
-_ACCELERATE = path_field(None, description=(
-    "accelerate config file for the launch (e.g. examples/accelerate/fsdp.yaml or deepspeed_zero3.yaml)"))
+
+class _StepFields(BaseModel):
+    """What a training step adds to its trainer's config (processes, accelerate's config), and the check
+    that the fields the step sets itself are not given."""
+
+    OUTPUT: ClassVar[str]
+
+    processes: int = Field(1, ge=1, json_schema_extra={"how": True}, description=(
+        "training processes (one per GPU): more than one runs `accelerate launch --num_processes N -m trainer` "
+        "from the step's task, which the executor gives N GPUs"))
+    accelerate_config: str | None = path_field(None, description=(
+        "accelerate config file for the launch (e.g. examples/accelerate/fsdp.yaml or deepspeed_zero3.yaml)"))
+
+    @model_validator(mode="after")
+    def _set_by_the_step(self) -> _StepFields:
+        if self.output_dir != self.OUTPUT:
+            raise ValueError(f"output_dir: a recipe step writes {self.OUTPUT}; leave output_dir out")
+        if self.checkpoint_dir is not None or self.run_dir is not None:
+            raise ValueError("checkpoint_dir and run_dir are set by the recipe step; leave them out")
+        if self.resume_from_checkpoint != "auto":
+            raise ValueError("resume_from_checkpoint: a recipe step resumes from its own checkpoints (auto); leave it out")
+        return self
 
 
-class CPTStepConfig(CPTConfig):
+class CPTStepConfig(_StepFields, CPTConfig):
     """``train_cpt`` step: a :class:`CPTConfig` (any TRL field passes through) reading the run's corpus."""
+
+    OUTPUT: ClassVar[str] = CPT_OUT
 
     corpus: list[str] = path_field([f"{OUT}/corpus.parquet"], description=(
         "DOCUMENT parquet file(s) to train on: the run's curated corpus by default"))
     output_dir: str = Field(CPT_OUT, description="set by the step: the model folder {out}/models/cpt")
-    processes: int = _PROCESSES
-    accelerate_config: str | None = _ACCELERATE
-
-    @model_validator(mode="after")
-    def _step_fields(self) -> CPTStepConfig:
-        _check_step_fields(self, CPT_OUT)
-        return self
 
 
-class SFTStepConfig(SFTTrainConfig):
+class SFTStepConfig(_StepFields, SFTTrainConfig):
     """``train_sft`` step: an :class:`SFTTrainConfig` fine-tuning the run's CPT model on its Q&A."""
+
+    OUTPUT: ClassVar[str] = SFT_OUT
 
     model: str = path_field(CPT_OUT, description=(
         "model to fine-tune: the run's CPT model by default (or any model folder, e.g. a base model: CPT skipped)"))
     examples: list[str] = path_field([f"{OUT}/qa/sft.parquet"], description=(
         "SFT_EXAMPLE parquet file(s): the run's selected Q&A by default"))
     output_dir: str = Field(SFT_OUT, description="set by the step: the model folder {out}/models/sft")
-    processes: int = _PROCESSES
-    accelerate_config: str | None = _ACCELERATE
-
-    @model_validator(mode="after")
-    def _step_fields(self) -> SFTStepConfig:
-        _check_step_fields(self, SFT_OUT)
-        return self
 
 
 class _TrainStep(OneTaskStage):
