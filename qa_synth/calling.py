@@ -134,10 +134,10 @@ class CallingStage(Stage):
     config_class: ClassVar[type[CallConfig]]
 
     def summary(self, stats: dict) -> str:
-        sent, stored = int(stats.get("requests.sent", 0)), int(stats.get("requests.stored", 0))
+        # sent and replayed together: a rebuild, which replays every reply, says the same
+        requests = int(stats.get("requests.sent", 0) + stats.get("requests.stored", 0))
         tokens = int(stats.get("tokens.prompt", 0) + stats.get("tokens.completion", 0))
-        return (f"{super().summary(stats)}; {sent + stored} requests to {self.model_id} ({sent} sent, {stored} from "
-                f"the store), {tokens:,} tokens")
+        return f"{super().summary(stats)}; {requests} requests to {self.model_id}, {tokens:,} tokens"
 
     @property
     def prompt(self) -> Template:

@@ -355,3 +355,14 @@ def test_a_run_without_plots_renders_too(tmp_path):
     assert found["images"] == [] and len(found["missing"]) == len(TITLES)
     assert all("not in this run" in m for m in found["missing"])
     assert Image.open(io.BytesIO(screenshot)).format == "PNG"
+
+
+def test_the_report_says_what_each_step_did_in_the_words_of_the_run_summary(corpus_run):
+    from corpus.run.summary import run_summary
+
+    run, _ = corpus_run
+    html = (run / "report.html").read_text()
+    manifest = Manifest.load(run / "manifest.json")
+    for line in run_summary(manifest)[:-1]:  # the steps before the report, each as `sagecorpus run` printed it
+        key, text = line.split(": ", 1)
+        assert f"<li><b>{key}</b>: {html_module.escape(text)}</li>" in html

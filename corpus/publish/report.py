@@ -309,6 +309,20 @@ def steps_table(run: RunInfo) -> str:
     return html_table(["step", "items", *actions], rows, numeric=set(range(1, len(actions) + 2)))
 
 
+def summaries_html(run: RunInfo) -> str:
+    """What each step did, in a sentence: its stage's summary of its counters (as ``sagecorpus run`` prints it)."""
+    from corpus.run.summary import step_summary
+
+    items = []
+    for step in run.steps:
+        try:
+            line = step_summary(step.stage, step.config, step.stats)
+        except Exception as e:  # a stage not installed here, a config recorded without a field it needs
+            line = f"no summary ({type(e).__name__}: {e})"
+        items.append(f"<li><b>{esc(step.key)}</b>: {esc(line)}</li>")
+    return f"<ul class=\"summary\">{''.join(items)}</ul>"
+
+
 def configs_html(run: RunInfo) -> str:
     """Each step's config (secrets redacted), folded."""
     parts = []
@@ -371,7 +385,7 @@ def render(run: RunInfo, secs: list[Section] | None = None) -> str:
         "<h1>sagecorpus run report</h1>",
         *(f"<p>{a}</p>" for a in about),
         f"<p>{drawn} of {len(secs)} plots" + ("; the others say why they are not in this run" if drawn < len(secs) else "") + ".</p>",
-        "<h2>Steps</h2>", steps_table(run),
+        "<h2>Steps</h2>", steps_table(run), summaries_html(run),
         *(_section_html(s) for s in secs),
         "<h2>Models</h2>", models_table(run),
         "<h2>Outputs</h2>", outputs_table(run),
