@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus.run.stage import OneTaskStage, Stage, StageConfig, how_field, path_field, register_stage
+from corpus.run.stage import OneTaskStage, folder_in_run, Stage, StageConfig, how_field, path_field, register_stage
 from schemas import DECISION, iter_rows
 
 
@@ -163,7 +163,7 @@ class ToyUse(OneTaskStage):
     recipe_only = True
 
     def reads(self):
-        return [self.config.model[len("{out}/"):].rstrip("/") + "/"]
+        return [folder_in_run(self.config.model)]
 
     def outputs(self):
         return {**super().outputs(), "used.txt": None}

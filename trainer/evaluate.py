@@ -67,6 +67,7 @@ from corpus.run.stage import (
     OUT,
     Stage,
     StageConfig,
+    folder_in_run,
     how_field,
     name_or_path_field,
     path_field,
@@ -411,9 +412,8 @@ class Evaluate(Stage):
 
     def reads(self) -> list[str]:
         """A local model written by an earlier step of the run (``{out}/models/sft``): its folder, by digest."""
-        model = self.config.model
-        local = self.config.backend == "transformers" and model.startswith(OUT + "/")
-        return super().reads() + ([model[len(OUT) + 1:].rstrip("/") + "/"] if local else [])
+        model = folder_in_run(self.config.model) if self.config.backend == "transformers" else None
+        return super().reads() + ([model] if model else [])
 
     def requirements(self) -> dict[str, str]:
         if self.config.backend == "openai":

@@ -32,7 +32,7 @@ import yaml
 from pydantic import BaseModel, Field, model_validator
 
 from corpus.run.manifest import MANIFEST_NAME
-from corpus.run.stage import OUT, OneTaskStage, path_field, register_stage
+from corpus.run.stage import OUT, OneTaskStage, folder_in_run, path_field, register_stage
 from trainer.config import CPTConfig, TrainConfig
 from trainer.sft import SFTTrainConfig
 
@@ -100,7 +100,7 @@ class _TrainStep(OneTaskStage):
     @property
     def output(self) -> str:
         """The model folder, relative to the run folder, as a folder output (``models/cpt/``)."""
-        return self.config.output_dir[len(OUT) + 1:] + "/"
+        return folder_in_run(self.config.output_dir)
 
     @property
     def gpus_per_task(self) -> int:  # the task that trains gets one GPU per process, when it trains on GPUs
@@ -118,8 +118,8 @@ class _TrainStep(OneTaskStage):
         return {**super().outputs(), self.output: None}
 
     def reads(self) -> list[str]:
-        model = self.config.model
-        return [*super().reads(), *([model[len(OUT) + 1:].rstrip("/") + "/"] if model.startswith(OUT + "/") else [])]
+        model = folder_in_run(self.config.model)
+        return [*super().reads(), *([model] if model else [])]
 
     def requirements(self) -> dict[str, str]:
         return {"trl": "train", **({"peft": "train"} if getattr(self.config, "lora", None) else {})}

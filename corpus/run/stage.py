@@ -33,6 +33,12 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def folder_in_run(value: str) -> str | None:
+    """The run-folder folder that a ``{out}/...`` path names, as a step reads it (``"{out}/models/sft"`` ->
+    ``"models/sft/"``: read by the digest of its files); None for a path outside the run folder."""
+    return value[len(OUT) + 1:].rstrip("/") + "/" if value.startswith(OUT + "/") else None
+
+
 def path_field(default: Any = ..., description: str = "") -> Any:
     """A config field holding a path or URL; relative local paths are made absolute in recipes."""
     return Field(default, description=description, json_schema_extra={"path": True})

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field
 
-from corpus.run.stage import OUT, OneTaskStage, StageConfig, path_field, register_stage
+from corpus.run.stage import OUT, OneTaskStage, StageConfig, folder_in_run, path_field, register_stage
 
 __all__ = ["MergeStage", "MergeStepConfig"]
 
@@ -73,8 +73,7 @@ class MergeStage(OneTaskStage):
         return {**super().outputs(), MERGED: None}
 
     def reads(self) -> list[str]:
-        return [*super().reads(), *(ref[len(OUT) + 1:].rstrip("/") + "/" for ref in self._references()
-                                    if ref.startswith(OUT + "/"))]
+        return [*super().reads(), *filter(None, map(folder_in_run, self._references()))]
 
     def input_files(self) -> list[str]:
         return [self.config.config, *self._external_models()]
