@@ -28,8 +28,8 @@ import yaml
 from pydantic import Field
 
 from corpus.publish.licenses import LICENSES, REDISTRIBUTABLE, hub_license, license_id
-from corpus.publish.runinfo import RunInfo, StepInfo, from_steps, load_run
-from corpus.run.stage import OUT, OneTaskStage, StageConfig, register_stage
+from corpus.publish.runinfo import RunDescription, RunInfo, StepInfo, from_steps, load_run
+from corpus.run.stage import OUT, StageConfig, register_stage
 from schemas import DECISION, DOCUMENT, PAPER, Table, count_rows, read_table, table_of
 
 CARD_NAME = "README.md"
@@ -418,7 +418,7 @@ class CardConfig(StageConfig):
 
 
 @register_stage
-class Card(OneTaskStage):
+class Card(RunDescription):
     """Writes ``README.md`` in the run folder from the steps before it: their configs and models, and
     the tables they wrote (which it reads, so a changed table redoes the card)."""
 
@@ -438,10 +438,6 @@ class Card(OneTaskStage):
         patterns = [p for _, p in self.tables()]
         return sorted({o for s in self.earlier for o in s.outputs()
                        if o.endswith(".parquet") and any(fnmatch.fnmatch(o, p) for p in patterns)})
-
-    def what_config(self) -> dict:
-        """Its identity covers the earlier steps' configs too (the card shows them), as the report's does."""
-        return {**super().what_config(), "earlier": [{"stage": s.name, "config": s.what_config()} for s in self.earlier]}
 
     def run_task(self) -> Iterator[tuple[str, list[dict]]]:
         c = self.config

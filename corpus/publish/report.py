@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from corpus.publish.runinfo import RunInfo, from_steps, load_run
-from corpus.run.stage import OneTaskStage, StageConfig, register_stage
+from corpus.publish.runinfo import RunDescription, RunInfo, from_steps, load_run
+from corpus.run.stage import StageConfig, register_stage
 from schemas import DECISION, DOCUMENT, GRADE, PAPER, SchemaError, Table, count_rows, read_polars
 
 REPORT_NAME = "report.html"
@@ -426,7 +426,7 @@ class ReportConfig(StageConfig):
 
 
 @register_stage
-class Report(OneTaskStage):
+class Report(RunDescription):
     """Write ``report.html``: the run's plots and tables, from the steps before this one (put it last)."""
 
     name = "report"
@@ -445,10 +445,6 @@ class Report(OneTaskStage):
         """The tables the plots read that the steps before it write: a change in any redoes the report."""
         written = {o for s in self.earlier for o in s.outputs()}
         return [rel for rel in READS if rel in written]
-
-    def what_config(self) -> dict:
-        """Its identity covers the earlier steps' configs too (the report shows them, and thresholds from them)."""
-        return {**super().what_config(), "earlier": [{"stage": s.name, "config": s.what_config()} for s in self.earlier]}
 
     def run_task(self):
         run = from_steps(self.out_dir, self.earlier)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpus.run.manifest import MANIFEST_NAME, Manifest, package_versions
+from corpus.run.stage import OneTaskStage
 from corpus.run.secrets import redact
 from schemas import count_rows, table_of
 
@@ -113,3 +114,12 @@ def _output(root: Path, rel: str, sha: str) -> OutputInfo:
     if table is None:
         return OutputInfo(rel, None, None, sha)
     return OutputInfo(rel, f"{table.name} v{table.version}", count_rows(path, table), sha)
+
+
+class RunDescription(OneTaskStage):
+    """A step that describes the steps before it in its run (the card, the report): it reads their
+    ``done.json`` and configs (:func:`from_steps`), so its identity covers their *what* configs too: a
+    changed threshold upstream redoes it even when no table it reads changed."""
+
+    def what_config(self) -> dict:
+        return {**super().what_config(), "earlier": [{"stage": s.name, "config": s.what_config()} for s in self.earlier]}
